@@ -1,0 +1,25 @@
+# Mirror every ECR repository into one GitLab project, one resource per
+# repository: the plan lists per tag the digest that will be copied.
+data "imagesync_ecr_repositories" "all" {}
+
+resource "imagesync_gitlab_mirrored_image" "all" {
+  for_each = { for r in data.imagesync_ecr_repositories.all.repositories : r.name => r }
+
+  source_repository = each.key
+  gitlab_project    = "platform/images"
+  images            = each.value.images
+}
+
+# One repository, release tags only, under another name in GitLab,
+# with its tags removed from GitLab when the resource is destroyed.
+resource "imagesync_gitlab_mirrored_image" "api" {
+  source_repository = "legacy/backend/api"
+  gitlab_project    = "platform/images"
+  target_image      = "backend/api"
+  tag_regex         = "^v[0-9]+\\."
+  delete_on_destroy = true
+
+  timeouts {
+    create = "2h"
+  }
+}

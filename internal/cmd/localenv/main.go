@@ -1,0 +1,128 @@
+// Command localenv runs the local ECR + GitLab stand-ins (see package
+// internal/localenv) for the demo and manual testing.
+//
+//	go run ./internal/cmd/localenv [-dir .localenv] [-seed=true]
+//	    start everything, write <dir>/env, <dir>/provider.tf, <dir>/state.json,
+//	    run until SIGINT/SIGTERM
+//	go run ./internal/cmd/localenv push -dir .localenv -repo web -tag latest [-oci] [-platforms N] [-size BYTES]
+//	    push a new random image to a running environment's ECR repo:tag and
+//	    print its digest
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "push" {
+		if err := push(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "localenv push:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "localenv:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("localenv", flag.ExitOnError)
+	dir := fs.String("dir", ".localenv", "directory for env, provider.tf and state.json")
+	seed := fs.Bool("seed", true, "push the sample images to ECR")
+	ttl := fs.Duration("token-ttl", 300*time.Second, "GitLab registry token lifetime")
+	_ = fs.Parse(args)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env, err := localenv.Start(ctx, localenv.Options{
+		Seed:           *seed,
+		GitLabTokenTTL: *ttl,
+		Logf:           func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
+	})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	state, err := env.MarshalState()
+	if err != nil {
+		return err
+	}
+	for name, content := range map[string][]byte{
+		"env":         []byte(env.ShellExports()),
+		"provider.tf": []byte(env.ProviderHCL()),
+		"state.json":  state,
+	} {
+		// 0600: the files hold the keys and the token.
+		if err := os.WriteFile(filepath.Join(*dir, name), content, 0o600); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf(`
+local environment ready
+  ECR API (moto)        %s  region %s  account %s
+  ECR registry          %s  (as %s, user AWS)
+  GitLab API            %s  token %s
+  GitLab registry       %s
+  read-only AWS key     %s
+  admin AWS key         %s
+  work dir              %s
+files: %s/env (source it), %s/provider.tf, %s/state.json
+`, env.ECRAPIEndpoint, env.Region, env.AccountID, env.ECRRegistryEndpoint, env.ECRRegistryName,
+		env.GitLabURL, env.GitLabToken, env.GitLabRegistryURL, env.AccessKeyID, env.AdminAccessKeyID, env.WorkDir,
+		*dir, *dir, *dir)
+	for _, img := range env.Seeded {
+		fmt.Printf("  seeded %-12s %-8s %s %s\n", img.Repository, img.Tag, img.Digest, img.MediaType)
+	}
+	fmt.Println("Ctrl-C stops everything.")
+	<-ctx.Done()
+	fmt.Println("stopping")
+	_ = os.Remove(filepath.Join(*dir, "state.json")) // it describes nothing once stopped
+	return env.Close()
+}
+
+func push(args []string) error {
+	fs := flag.NewFlagSet("push", flag.ExitOnError)
+	dir := fs.String("dir", ".localenv", "directory with state.json of a running environment")
+	repo := fs.String("repo", "web", "ECR repository")
+	tag := fs.String("tag", "latest", "tag to (re)point at the new image")
+	oci := fs.Bool("oci", false, "OCI media types instead of Docker v2")
+	platforms := fs.Int("platforms", 1, "1 = single image, 2+ = index")
+	size := fs.Int64("size", 64<<10, "size of the image's own random layer in bytes")
+	_ = fs.Parse(args)
+
+	b, err := os.ReadFile(filepath.Join(*dir, "state.json"))
+	if err != nil {
+		return fmt.Errorf("reading state (is `go run ./internal/cmd/localenv` running?): %w", err)
+	}
+	var st localenv.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	img, err := localenv.Connect(st).PushECRImage(ctx, *repo, *tag, localenv.ImageSpec{
+		OCI: *oci, Platforms: *platforms, OwnLayerSize: *size,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println(img.Digest)
+	return nil
+}

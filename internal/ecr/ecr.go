@@ -1,0 +1,293 @@
+// Package ecr is the Amazon ECR side of the migration: listing repositories and
+// their tags through the ECR API, and the registry credentials for reading
+// image content. It only ever calls the read-only actions of the migration's
+// IAM policy and never writes to ECR.
+package ecr
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+)
+
+// ErrRepositoryNotFound reports an ECR repository that does not exist.
+var ErrRepositoryNotFound = errors.New("ECR repository not found")
+
+// Config selects the AWS account, region and endpoints. Empty fields fall back
+// to the AWS SDK's default chain (environment, shared config, profile).
+type Config struct {
+	Region     string
+	Profile    string
+	RegistryID string
+	// Endpoint overrides the ECR API endpoint; AWS_ENDPOINT_URL_ECR works too.
+	Endpoint string
+	// RegistryEndpoint overrides where registry traffic goes (tests, proxies,
+	// VPC endpoints); references keep their real ECR host names.
+	RegistryEndpoint string
+	AssumeRole       *AssumeRole
+}
+
+// AssumeRole names a role to assume on top of the base credentials.
+type AssumeRole struct {
+	RoleARN     string
+	SessionName string
+	ExternalID  string
+}
+
+// API is the part of the ECR API this package uses; a seam for unit tests.
+type API interface {
+	ecr.DescribeRepositoriesAPIClient
+	ecr.ListImagesAPIClient
+	GetAuthorizationToken(ctx context.Context, in *ecr.GetAuthorizationTokenInput, opts ...func(*ecr.Options)) (*ecr.GetAuthorizationTokenOutput, error)
+}
+
+// Client reads repositories, tags and registry credentials from ECR.
+type Client struct {
+	api        API
+	registryID string
+	endpoint   string
+
+	mu    sync.Mutex
+	cred  Credential
+	clock func() time.Time
+}
+
+// Credential is what the ECR registry accepts: user AWS and a token that lasts 12 hours.
+type Credential struct {
+	// Host is the registry host name, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com.
+	Host     string
+	User     string
+	Password string
+	// RefreshAt is when the credential should be replaced, well before it lapses.
+	RefreshAt time.Time
+}
+
+// New builds a client on the AWS SDK's default credential chain.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	var loadOpts []func(*awsconfig.LoadOptions) error
+	if cfg.Region != "" {
+		loadOpts = append(loadOpts, awsconfig.WithRegion(cfg.Region))
+	}
+	if cfg.Profile != "" {
+		loadOpts = append(loadOpts, awsconfig.WithSharedConfigProfile(cfg.Profile))
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		return nil, errors.New("no AWS region: set ecr.region, AWS_REGION or a region in the AWS profile")
+	}
+	if ar := cfg.AssumeRole; ar != nil && ar.RoleARN != "" {
+		stsClient := sts.NewFromConfig(awsCfg)
+		awsCfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(stsClient, ar.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+			if ar.SessionName != "" {
+				o.RoleSessionName = ar.SessionName
+			}
+			if ar.ExternalID != "" {
+				o.ExternalID = aws.String(ar.ExternalID)
+			}
+		}))
+	}
+	api := ecr.NewFromConfig(awsCfg, func(o *ecr.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+	})
+	return NewWithAPI(api, cfg.RegistryID, cfg.RegistryEndpoint), nil
+}
+
+// NewWithAPI wraps an existing API client.
+func NewWithAPI(api API, registryID, registryEndpoint string) *Client {
+	return &Client{api: api, registryID: registryID, endpoint: registryEndpoint, clock: time.Now}
+}
+
+// RegistryEndpoint is the override for registry traffic, or "".
+func (c *Client) RegistryEndpoint() string { return c.endpoint }
+
+// Repository is one ECR repository and its tagged images.
+type Repository struct {
+	Name          string
+	URI           string
+	ARN           string
+	RegistryID    string
+	CreatedAt     time.Time
+	TagMutability string
+	// Images maps tag -> digest; untagged images are left out.
+	Images map[string]string
+}
+
+// Filter selects repositories and tags. Zero values select everything.
+type Filter struct {
+	RegistryID string
+	Names      []string
+	NamePrefix string
+	NameRegex  Matcher
+	Exclude    Matcher
+	TagRegex   Matcher
+}
+
+// Matcher is satisfied by *regexp.Regexp.
+type Matcher interface{ MatchString(string) bool }
+
+func (c *Client) registry(id string) *string {
+	if id != "" {
+		return aws.String(id)
+	}
+	if c.registryID != "" {
+		return aws.String(c.registryID)
+	}
+	return nil
+}
+
+// Repositories lists repositories matching the filter, sorted by name, each with its tags.
+func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, error) {
+	in := &ecr.DescribeRepositoriesInput{RegistryId: c.registry(f.RegistryID)}
+	if len(f.Names) > 0 {
+		in.RepositoryNames = f.Names
+	}
+	var repos []Repository
+	p := ecr.NewDescribeRepositoriesPaginator(c.api, in)
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			var nf *types.RepositoryNotFoundException
+			if errors.As(err, &nf) {
+				return nil, fmt.Errorf("%w: %s", ErrRepositoryNotFound, aws.ToString(nf.Message))
+			}
+			return nil, fmt.Errorf("describing ECR repositories: %w", err)
+		}
+		for _, r := range out.Repositories {
+			name := aws.ToString(r.RepositoryName)
+			if f.NamePrefix != "" && !strings.HasPrefix(name, f.NamePrefix) {
+				continue
+			}
+			if f.NameRegex != nil && !f.NameRegex.MatchString(name) {
+				continue
+			}
+			if f.Exclude != nil && f.Exclude.MatchString(name) {
+				continue
+			}
+			repos = append(repos, Repository{
+				Name:          name,
+				URI:           aws.ToString(r.RepositoryUri),
+				ARN:           aws.ToString(r.RepositoryArn),
+				RegistryID:    aws.ToString(r.RegistryId),
+				CreatedAt:     aws.ToTime(r.CreatedAt),
+				TagMutability: string(r.ImageTagMutability),
+			})
+		}
+	}
+	sort.Slice(repos, func(i, j int) bool { return repos[i].Name < repos[j].Name })
+	for i := range repos {
+		images, err := c.Tags(ctx, repos[i].RegistryID, repos[i].Name, f.TagRegex)
+		if err != nil {
+			return nil, err
+		}
+		repos[i].Images = images
+	}
+	return repos, nil
+}
+
+// Tags returns tag -> digest for one repository, keeping tags the matcher accepts.
+func (c *Client) Tags(ctx context.Context, registryID, repository string, tagFilter Matcher) (map[string]string, error) {
+	images := map[string]string{}
+	p := ecr.NewListImagesPaginator(c.api, &ecr.ListImagesInput{
+		RegistryId:     c.registry(registryID),
+		RepositoryName: aws.String(repository),
+		Filter:         &types.ListImagesFilter{TagStatus: types.TagStatusTagged},
+	})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			var nf *types.RepositoryNotFoundException
+			if errors.As(err, &nf) {
+				return nil, fmt.Errorf("%w: %q", ErrRepositoryNotFound, repository)
+			}
+			return nil, fmt.Errorf("listing images of ECR repository %q: %w", repository, err)
+		}
+		for _, id := range out.ImageIds {
+			tag := aws.ToString(id.ImageTag)
+			if tag == "" || (tagFilter != nil && !tagFilter.MatchString(tag)) {
+				continue
+			}
+			images[tag] = aws.ToString(id.ImageDigest)
+		}
+	}
+	return images, nil
+}
+
+// tokenRefreshMargin is how long before expiry a token is replaced: long
+// enough that no copy starts on a token about to lapse.
+const tokenRefreshMargin = 30 * time.Minute
+
+// fallbackLifetime applies when ECR reports an expiry that is missing or
+// already past (some ECR stand-ins do): refresh often, but not on every call.
+const fallbackLifetime = time.Hour
+
+// Credential returns the registry credential, fetching a new token when the
+// current one is near its end.
+func (c *Client) Credential(ctx context.Context) (Credential, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock()
+	if c.cred.Password != "" && now.Before(c.cred.RefreshAt) {
+		return c.cred, nil
+	}
+	in := &ecr.GetAuthorizationTokenInput{}
+	if c.registryID != "" {
+		in.RegistryIds = []string{c.registryID} //nolint:staticcheck // still how a registry is chosen
+	}
+	out, err := c.api.GetAuthorizationToken(ctx, in)
+	if err != nil {
+		return Credential{}, fmt.Errorf("getting the ECR registry token (ecr:GetAuthorizationToken): %w", err)
+	}
+	if len(out.AuthorizationData) == 0 {
+		return Credential{}, errors.New("ECR returned no authorization data")
+	}
+	data := out.AuthorizationData[0]
+	raw, err := base64.StdEncoding.DecodeString(aws.ToString(data.AuthorizationToken))
+	if err != nil {
+		return Credential{}, fmt.Errorf("decoding the ECR registry token: %w", err)
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok {
+		return Credential{}, errors.New("the ECR registry token is not of the form user:password")
+	}
+	u, err := url.Parse(aws.ToString(data.ProxyEndpoint))
+	if err != nil || u.Host == "" {
+		return Credential{}, fmt.Errorf("ECR returned an unusable registry endpoint %q", aws.ToString(data.ProxyEndpoint))
+	}
+	refresh := aws.ToTime(data.ExpiresAt).Add(-tokenRefreshMargin)
+	if !refresh.After(now) {
+		refresh = now.Add(fallbackLifetime)
+	}
+	c.cred = Credential{Host: u.Host, User: user, Password: pass, RefreshAt: refresh}
+	return c.cred, nil
+}
+
+// IsAccessDenied tells whether err is an authorization failure from AWS.
+func IsAccessDenied(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidSignatureException":
+			return true
+		}
+	}
+	return false
+}

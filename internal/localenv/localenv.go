@@ -1,0 +1,349 @@
+// Package localenv runs real local stand-ins for Amazon ECR and GitLab so the
+// acceptance tests, the demo and the benchmark can exercise the provider
+// without any network:
+//
+//   - moto_server as the ECR API, with IAM enforced (a read-only user for the
+//     provider, an admin user for seeding);
+//   - Debian's docker-registry (distribution 2.8) with htpasswd auth as the ECR
+//     registry endpoint (user AWS, password taken from moto's
+//     GetAuthorizationToken);
+//   - an in-process fake of GitLab's API v4 and its /jwt/auth token service;
+//   - a second docker-registry with token auth, configured like GitLab's own;
+//   - counting, fault-injecting reverse proxies in front of both registries;
+//   - an image generator that pushes Docker/OCI images, indexes and referrers.
+//
+// No production code imports this package.
+package localenv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+)
+
+const (
+	defaultRegion    = "us-east-1"
+	defaultAccountID = "123456789012" // moto's default account
+	defaultProject   = "migration/images"
+	readyTimeout     = 20 * time.Second
+)
+
+// Options configures Start.
+type Options struct {
+	GitLabTokenTTL time.Duration                    // default 300s
+	Seed           bool                             // run SeedSamples during Start
+	Logf           func(format string, args ...any) // optional progress lines
+}
+
+// Env is a running (or, via Connect, reconnected) local environment.
+type Env struct {
+	Region, AccountID                      string
+	AccessKeyID, SecretAccessKey           string // the read-only user: what the provider uses
+	AdminAccessKeyID, AdminSecretAccessKey string
+	ECRAPIEndpoint                         string // moto (through ECRAPIProxy), "http://127.0.0.1:P"
+	ECRRegistryName                        string // "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+	ECRRegistryEndpoint                    string // proxy in front of the htpasswd docker-registry
+	ECRPassword                            string // registry password for user AWS
+	GitLabURL                              string // fake GitLab, "http://127.0.0.1:P"
+	GitLabToken                            string
+	GitLabRegistryHost                     string // "127.0.0.1:P", proxy in front of the token-auth registry
+	GitLabRegistryURL                      string // "http://" + GitLabRegistryHost
+	GitLab                                 *GitLab
+	ECRProxy, GitLabProxy                  *Proxy
+	ECRAPIProxy                            *Proxy // in front of moto; also turns its XML auth errors into ECR's JSON ones
+	Seeded                                 []Image
+	WorkDir                                string
+
+	logf      func(format string, args ...any)
+	procs     []*proc
+	closeOnce sync.Once
+	closeErr  error
+	layerMu   sync.Mutex
+	layerDigs map[Layer]string // digest cache so shared base layers are hashed once
+}
+
+// State is what a separate process needs to reconnect to a running Env
+// (written as .localenv/state.json by the localenv command).
+type State struct {
+	Region               string `json:"region"`
+	AccountID            string `json:"account_id"`
+	AccessKeyID          string `json:"access_key_id"`
+	SecretAccessKey      string `json:"secret_access_key"`
+	AdminAccessKeyID     string `json:"admin_access_key_id"`
+	AdminSecretAccessKey string `json:"admin_secret_access_key"`
+	ECRAPIEndpoint       string `json:"ecr_api_endpoint"`
+	ECRRegistryName      string `json:"ecr_registry_name"`
+	ECRRegistryEndpoint  string `json:"ecr_registry_endpoint"`
+	ECRPassword          string `json:"ecr_password"`
+	GitLabURL            string `json:"gitlab_url"`
+	GitLabToken          string `json:"gitlab_token"`
+	GitLabRegistryHost   string `json:"gitlab_registry_host"`
+	GitLabRegistryURL    string `json:"gitlab_registry_url"`
+	WorkDir              string `json:"work_dir"`
+}
+
+// State returns the reconnect information of e.
+func (e *Env) State() State {
+	return State{
+		Region: e.Region, AccountID: e.AccountID,
+		AccessKeyID: e.AccessKeyID, SecretAccessKey: e.SecretAccessKey,
+		AdminAccessKeyID: e.AdminAccessKeyID, AdminSecretAccessKey: e.AdminSecretAccessKey,
+		ECRAPIEndpoint: e.ECRAPIEndpoint, ECRRegistryName: e.ECRRegistryName,
+		ECRRegistryEndpoint: e.ECRRegistryEndpoint, ECRPassword: e.ECRPassword,
+		GitLabURL: e.GitLabURL, GitLabToken: e.GitLabToken,
+		GitLabRegistryHost: e.GitLabRegistryHost, GitLabRegistryURL: e.GitLabRegistryURL,
+		WorkDir: e.WorkDir,
+	}
+}
+
+// Connect builds an Env for an environment started by another process. It
+// owns no process: GitLab and the proxies are nil and Close does nothing, but
+// the image pushers and ECRClient work.
+func Connect(s State) *Env {
+	return &Env{
+		Region: s.Region, AccountID: s.AccountID,
+		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey,
+		AdminAccessKeyID: s.AdminAccessKeyID, AdminSecretAccessKey: s.AdminSecretAccessKey,
+		ECRAPIEndpoint: s.ECRAPIEndpoint, ECRRegistryName: s.ECRRegistryName,
+		ECRRegistryEndpoint: s.ECRRegistryEndpoint, ECRPassword: s.ECRPassword,
+		GitLabURL: s.GitLabURL, GitLabToken: s.GitLabToken,
+		GitLabRegistryHost: s.GitLabRegistryHost, GitLabRegistryURL: s.GitLabRegistryURL,
+		WorkDir: s.WorkDir,
+		logf:    func(string, ...any) {},
+	}
+}
+
+// New starts an Env for a test, fails the test on error and closes it in
+// t.Cleanup.
+func New(t testing.TB, opts Options) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("localenv: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Errorf("localenv close: %v", err)
+		}
+	})
+	return e
+}
+
+// Start launches every component. On error everything already started is
+// stopped again.
+func Start(ctx context.Context, opts Options) (_ *Env, err error) {
+	if opts.GitLabTokenTTL <= 0 {
+		opts.GitLabTokenTTL = 300 * time.Second
+	}
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	motoBin, err := findMoto()
+	if err != nil {
+		return nil, err
+	}
+	registryBin, err := findRegistry()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "imagesync-localenv-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{
+		Region:          defaultRegion,
+		AccountID:       defaultAccountID,
+		ECRRegistryName: fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com", defaultAccountID, defaultRegion),
+		WorkDir:         dir,
+		logf:            logf,
+	}
+	defer func() {
+		if err != nil {
+			_ = e.Close()
+		}
+	}()
+
+	// moto first: the registry password comes from its GetAuthorizationToken.
+	if err := e.startMoto(ctx, motoBin); err != nil {
+		return nil, err
+	}
+	logf("moto (ECR API, IAM enforced) at %s", e.ECRAPIEndpoint)
+
+	// ECR registry endpoint: htpasswd docker-registry behind a proxy.
+	ecrPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	if err := e.startECRRegistry(ctx, registryBin, ecrPort); err != nil {
+		return nil, err
+	}
+	e.ECRProxy, err = NewProxy(fmt.Sprintf("http://127.0.0.1:%d", ecrPort))
+	if err != nil {
+		return nil, err
+	}
+	e.ECRRegistryEndpoint = e.ECRProxy.URL
+	logf("ECR registry (docker-registry, htpasswd) at %s (proxy of 127.0.0.1:%d)", e.ECRRegistryEndpoint, ecrPort)
+
+	// GitLab: the API must listen before its registry, whose realm points at it.
+	gl, err := newGitLab(opts.GitLabTokenTTL)
+	if err != nil {
+		return nil, err
+	}
+	e.GitLab = gl
+	e.GitLabURL = gl.URL
+	e.GitLabToken = gl.token
+	glPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	glRoot, err := e.startGitLabRegistry(ctx, registryBin, glPort, gl)
+	if err != nil {
+		return nil, err
+	}
+	e.GitLabProxy, err = NewProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort))
+	if err != nil {
+		return nil, err
+	}
+	e.GitLabRegistryHost = e.GitLabProxy.Host
+	e.GitLabRegistryURL = e.GitLabProxy.URL
+	gl.setRegistry(e.GitLabRegistryHost, glRoot)
+	gl.AddProject(defaultProject)
+	logf("GitLab API at %s (token %s), registry at %s", e.GitLabURL, e.GitLabToken, e.GitLabRegistryURL)
+
+	if opts.Seed {
+		t0 := time.Now()
+		imgs, err := e.SeedSamples(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("seeding samples: %w", err)
+		}
+		logf("seeded %d sample images in %s", len(imgs), time.Since(t0).Round(time.Millisecond))
+	}
+	return e, nil
+}
+
+// Close stops every process and server and removes the work dir. Safe to call
+// more than once.
+func (e *Env) Close() error {
+	e.closeOnce.Do(func() {
+		var errs []error
+		for i := len(e.procs) - 1; i >= 0; i-- {
+			errs = append(errs, e.procs[i].stop())
+		}
+		if e.ECRAPIProxy != nil {
+			errs = append(errs, e.ECRAPIProxy.Close())
+		}
+		if e.ECRProxy != nil {
+			errs = append(errs, e.ECRProxy.Close())
+		}
+		if e.GitLabProxy != nil {
+			errs = append(errs, e.GitLabProxy.Close())
+		}
+		if e.GitLab != nil {
+			errs = append(errs, e.GitLab.Close())
+		}
+		if e.procs != nil || e.GitLab != nil { // only an Env we started owns WorkDir
+			errs = append(errs, os.RemoveAll(e.WorkDir))
+		}
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}
+
+// ECRClient returns an ECR API client against moto, signed with the read-only
+// key, or the admin key when admin is true.
+func (e *Env) ECRClient(ctx context.Context, admin bool) *ecr.Client {
+	_ = ctx // kept for symmetry with config.LoadDefaultConfig callers
+	id, secret := e.AccessKeyID, e.SecretAccessKey
+	if admin {
+		id, secret = e.AdminAccessKeyID, e.AdminSecretAccessKey
+	}
+	return ecr.NewFromConfig(e.awsConfig(id, secret), func(o *ecr.Options) {
+		o.BaseEndpoint = aws.String(e.ECRAPIEndpoint)
+	})
+}
+
+func (e *Env) awsConfig(id, secret string) aws.Config {
+	// Built by hand rather than config.LoadDefaultConfig so nothing from the
+	// developer's ~/.aws or environment leaks in.
+	return aws.Config{
+		Region:      e.Region,
+		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""),
+	}
+}
+
+// EnvVars are the variables the provider (and terraform) read.
+func (e *Env) EnvVars() map[string]string {
+	return map[string]string{
+		"AWS_ACCESS_KEY_ID":               e.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY":           e.SecretAccessKey,
+		"AWS_REGION":                      e.Region,
+		"AWS_ENDPOINT_URL_ECR":            e.ECRAPIEndpoint,
+		"GITLAB_BASE_URL":                 e.GitLabURL,
+		"GITLAB_TOKEN":                    e.GitLabToken,
+		"IMAGESYNC_ECR_REGISTRY_ENDPOINT": e.ECRRegistryEndpoint,
+		"IMAGESYNC_GITLAB_REGISTRY_URL":   e.GitLabRegistryURL,
+	}
+}
+
+// ShellExports renders EnvVars as sorted `export K='V'` lines.
+func (e *Env) ShellExports() string {
+	vars := e.EnvVars()
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s='%s'\n", k, strings.ReplaceAll(vars[k], "'", `'\''`))
+	}
+	return b.String()
+}
+
+// ProviderHCL is a provider block for this environment. The GitLab token and
+// the AWS keys are left to the environment (GITLAB_TOKEN, AWS_*).
+func (e *Env) ProviderHCL() string {
+	return fmt.Sprintf(`provider "imagesync" {
+  ecr {
+    region            = %q
+    endpoint          = %q
+    registry_endpoint = %q
+  }
+  gitlab {
+    base_url     = %q
+    registry_url = %q
+  }
+}
+`, e.Region, e.ECRAPIEndpoint, e.ECRRegistryEndpoint, e.GitLabURL, e.GitLabRegistryURL)
+}
+
+// MarshalState is State() as indented JSON.
+func (e *Env) MarshalState() ([]byte, error) {
+	return json.MarshalIndent(e.State(), "", "  ")
+}
+
+// freePort asks the kernel for a free port on 127.0.0.1. There is a small
+// race until the child binds it; acceptable for a test environment.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

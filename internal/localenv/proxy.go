@@ -1,0 +1,179 @@
+package localenv
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// FaultFunc decides per request whether the proxy answers by itself with
+// status and body instead of forwarding.
+type FaultFunc func(r *http.Request) (status int, body string, fail bool)
+
+// Stats are the proxy's counters since start or the last ResetStats.
+type Stats struct {
+	Requests        int64
+	ByMethod        map[string]int64
+	BytesFromClient int64 // request bodies
+	BytesToClient   int64 // response bodies
+}
+
+// Proxy is a streaming reverse proxy in front of one registry. It keeps the
+// incoming Host header so distribution's absolute Location URLs point back at
+// the proxy, and counts and optionally fails requests.
+type Proxy struct {
+	URL  string // "http://127.0.0.1:P"
+	Host string // "127.0.0.1:P"
+
+	srv      *http.Server
+	rp       *httputil.ReverseProxy
+	requests atomic.Int64
+	in, out  atomic.Int64
+	mu       sync.Mutex
+	byMethod map[string]int64
+	fault    atomic.Pointer[FaultFunc]
+}
+
+// NewProxy starts a proxy on a free 127.0.0.1 port forwarding to target.
+func NewProxy(target string) (*Proxy, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{Host: l.Addr().String(), byMethod: map[string]int64{}}
+	p.URL = "http://" + p.Host
+	p.rp = &httputil.ReverseProxy{
+		// Director (not Rewrite) leaves req.Host untouched: the registry sees
+		// the proxy's host:port.
+		Director: func(r *http.Request) {
+			r.URL.Scheme = u.Scheme
+			r.URL.Host = u.Host
+		},
+		Transport: &http.Transport{
+			Proxy:               nil, // never an HTTP(S)_PROXY from the environment
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		FlushInterval: -1, // stream immediately, never buffer
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			// Client cancellations are normal in tests; stay quiet.
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
+	go func() { _ = p.srv.Serve(l) }()
+	return p, nil
+}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.requests.Add(1)
+	p.mu.Lock()
+	p.byMethod[r.Method]++
+	p.mu.Unlock()
+	if f := p.fault.Load(); f != nil {
+		if status, body, fail := (*f)(r); fail {
+			if r.Body != nil {
+				n, _ := io.Copy(io.Discard, r.Body)
+				p.in.Add(n)
+			}
+			if len(body) > 0 && body[0] == '{' {
+				w.Header().Set("Content-Type", "application/json")
+			}
+			w.WriteHeader(status)
+			n, _ := io.WriteString(w, body)
+			p.out.Add(int64(n))
+			return
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingReader{rc: r.Body, n: &p.in}
+	}
+	p.rp.ServeHTTP(&countingWriter{ResponseWriter: w, n: &p.out}, r)
+}
+
+// SetFault installs f; nil clears it.
+func (p *Proxy) SetFault(f func(r *http.Request) (status int, body string, fail bool)) {
+	if f == nil {
+		p.fault.Store(nil)
+		return
+	}
+	ff := FaultFunc(f)
+	p.fault.Store(&ff)
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Proxy) Stats() Stats {
+	p.mu.Lock()
+	m := make(map[string]int64, len(p.byMethod))
+	for k, v := range p.byMethod {
+		m[k] = v
+	}
+	p.mu.Unlock()
+	return Stats{Requests: p.requests.Load(), ByMethod: m, BytesFromClient: p.in.Load(), BytesToClient: p.out.Load()}
+}
+
+// ResetStats zeroes the counters.
+func (p *Proxy) ResetStats() {
+	p.mu.Lock()
+	p.byMethod = map[string]int64{}
+	p.requests.Store(0)
+	p.in.Store(0)
+	p.out.Store(0)
+	p.mu.Unlock()
+}
+
+// Close stops the proxy.
+func (p *Proxy) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := p.srv.Shutdown(ctx); err != nil {
+		return p.srv.Close()
+	}
+	return nil
+}
+
+type countingReader struct {
+	rc io.ReadCloser
+	n  *atomic.Int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.rc.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.rc.Close() }
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Unwrap lets http.ResponseController (used by ReverseProxy) reach Flush etc.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -1,0 +1,393 @@
+// Package mirror is the copy engine: it compares tag digests between an ECR
+// repository and a GitLab image repository and streams, registry to registry,
+// exactly the digests that differ. One Engine serves every resource of an apply,
+// so the blob semaphore and the registry clients are shared.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/config"
+	"github.com/regclient/regclient/scheme/reg"
+	"github.com/regclient/regclient/types"
+	"github.com/regclient/regclient/types/errs"
+	"github.com/regclient/regclient/types/ref"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
+)
+
+// ErrNotFound reports a manifest or repository the registry does not have.
+var ErrNotFound = errors.New("not found in the registry")
+
+// Credentials supplies the ECR registry credential; ecr.Client satisfies it.
+type Credentials interface {
+	Credential(ctx context.Context) (ecr.Credential, error)
+	RegistryEndpoint() string
+}
+
+// Logger receives progress lines; fields never hold secrets.
+type Logger func(ctx context.Context, msg string, fields map[string]any)
+
+// Config sets up an Engine.
+type Config struct {
+	ECR Credentials
+	// GitLabUser and GitLabToken log in to the GitLab registry's token service;
+	// GitLabUser is asked once, when a GitLab registry is first used.
+	GitLabUser  func(ctx context.Context) string
+	GitLabToken string
+	// MaxConcurrentBlobs bounds digest copies in flight across the provider.
+	MaxConcurrentBlobs int
+	// RequestsPerSecond limits requests per registry host; 0 is unlimited.
+	RequestsPerSecond float64
+	Logger            Logger
+	Slog              *slog.Logger
+	UserAgent         string
+}
+
+// Engine copies images; safe for concurrent use by many resources.
+type Engine struct {
+	cfg Config
+	sem chan struct{}
+
+	mu      sync.Mutex
+	rc      *regclient.RegClient
+	ecrCred ecr.Credential
+	glHosts map[string]bool // GitLab registry host -> plain HTTP
+	glUser  string
+}
+
+// New builds an engine; no request is made until it is used.
+func New(cfg Config) *Engine {
+	if cfg.MaxConcurrentBlobs <= 0 {
+		cfg.MaxConcurrentBlobs = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = func(context.Context, string, map[string]any) {}
+	}
+	return &Engine{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), glHosts: map[string]bool{}}
+}
+
+// AddGitLabRegistry makes a GitLab registry host known to the engine.
+func (e *Engine) AddGitLabRegistry(host string, insecure bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if prev, ok := e.glHosts[host]; !ok || prev != insecure {
+		e.glHosts[host] = insecure
+		e.rc = nil
+	}
+}
+
+// client returns a regclient whose ECR credential is fresh. A new token or a
+// new GitLab host means a new client; copies in flight keep the old one.
+func (e *Engine) client(ctx context.Context) (*regclient.RegClient, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var cred ecr.Credential
+	if e.cfg.ECR != nil {
+		var err error
+		cred, err = e.cfg.ECR.Credential(ctx)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if e.rc != nil && cred == e.ecrCred {
+		return e.rc, nil
+	}
+	concurrent := int64(e.cfg.MaxConcurrentBlobs) + 2
+	var hosts []config.Host
+	if cred.Host != "" {
+		h := config.Host{Name: cred.Host, User: cred.User, Pass: cred.Password, ReqConcurrent: concurrent, ReqPerSec: e.cfg.RequestsPerSecond}
+		if ep := e.cfg.ECR.RegistryEndpoint(); ep != "" {
+			u, err := url.Parse(ep)
+			if err != nil || u.Host == "" {
+				return nil, fmt.Errorf("invalid ECR registry endpoint %q", ep)
+			}
+			h.Hostname = u.Host
+			if u.Scheme == "http" {
+				h.TLS = config.TLSDisabled
+			}
+		}
+		hosts = append(hosts, h)
+	}
+	if len(e.glHosts) > 0 && e.glUser == "" {
+		e.glUser = "imagesync"
+		if e.cfg.GitLabUser != nil {
+			e.glUser = e.cfg.GitLabUser(ctx)
+		}
+	}
+	for host, insecure := range e.glHosts {
+		h := config.Host{Name: host, User: e.glUser, Pass: e.cfg.GitLabToken, ReqConcurrent: concurrent, ReqPerSec: e.cfg.RequestsPerSecond}
+		if insecure {
+			h.TLS = config.TLSDisabled
+		}
+		hosts = append(hosts, h)
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // the standard library's own type
+	transport.MaxIdleConnsPerHost = int(concurrent) * 2
+	transport.MaxIdleConns = transport.MaxIdleConnsPerHost * 4
+	transport.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	opts := []regclient.Opt{
+		regclient.WithConfigHost(hosts...),
+		regclient.WithRegOpts(reg.WithTransport(transport)),
+		regclient.WithRetryLimit(3),
+		regclient.WithRetryDelay(500*time.Millisecond, 5*time.Second),
+	}
+	if e.cfg.Slog != nil {
+		opts = append(opts, regclient.WithSlog(e.cfg.Slog))
+	}
+	if e.cfg.UserAgent != "" {
+		opts = append(opts, regclient.WithUserAgent(e.cfg.UserAgent))
+	}
+	e.rc = regclient.New(opts...)
+	e.ecrCred = cred
+	return e.rc, nil
+}
+
+// Digests asks the target registry for each tag's digest, one HEAD per tag in
+// parallel. A tag the registry does not have is absent from the result.
+func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[string]string, error) {
+	rc, err := e.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	base, err := ref.New(image)
+	if err != nil {
+		return nil, fmt.Errorf("invalid image reference %q: %w", image, err)
+	}
+	out := make(map[string]string, len(tags))
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errl []error
+		lim  = make(chan struct{}, 16)
+	)
+	for _, tag := range tags {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lim <- struct{}{}
+			defer func() { <-lim }()
+			m, err := rc.ManifestHead(ctx, base.SetTag(tag), regclient.WithManifestRequireDigest())
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				out[tag] = m.GetDescriptor().Digest.String()
+			case errors.Is(err, errs.ErrNotFound):
+			default:
+				errl = append(errl, fmt.Errorf("tag %q: %w", tag, err))
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errl) > 0 {
+		return out, fmt.Errorf("reading digests from %s: %w", image, errors.Join(errl...))
+	}
+	return out, nil
+}
+
+// Request is one repository's copy: make every tag in Want point at its digest.
+type Request struct {
+	Source string // e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api
+	Target string // e.g. registry.gitlab.com/group/project/team/api
+	// Want maps tag -> digest as planned.
+	Want map[string]string
+	// Current maps tag -> digest the target holds now; tags equal to Want are skipped.
+	Current       map[string]string
+	CopyReferrers bool
+}
+
+// Result says what landed; nothing that landed is forgotten when others fail.
+type Result struct {
+	Landed map[string]string // tag -> digest now in the target
+	Failed map[string]error  // tag -> why
+	Stats  Stats
+}
+
+// Stats counts the work done for one request.
+type Stats struct {
+	Tags         int
+	Digests      int
+	Bytes        int64
+	BlobsCopied  int
+	BlobsSkipped int
+}
+
+// Copy copies each differing digest once, then tags it with any further tags.
+func (e *Engine) Copy(ctx context.Context, req Request) Result {
+	res := Result{Landed: map[string]string{}, Failed: map[string]error{}}
+	byDigest := map[string][]string{}
+	for tag, dig := range req.Want {
+		if req.Current[tag] == dig {
+			res.Landed[tag] = dig
+			continue
+		}
+		byDigest[dig] = append(byDigest[dig], tag)
+	}
+	if len(byDigest) == 0 {
+		return res
+	}
+	rc, err := e.client(ctx)
+	if err != nil {
+		for _, tags := range byDigest {
+			for _, t := range tags {
+				res.Failed[t] = err
+			}
+		}
+		return res
+	}
+	src, err := ref.New(req.Source)
+	if err == nil {
+		var tgt ref.Ref
+		tgt, err = ref.New(req.Target)
+		if err == nil {
+			e.copyDigests(ctx, rc, src, tgt, byDigest, req, &res)
+			return res
+		}
+	}
+	for _, tags := range byDigest {
+		for _, t := range tags {
+			res.Failed[t] = err
+		}
+	}
+	return res
+}
+
+func (e *Engine) copyDigests(ctx context.Context, rc *regclient.RegClient, src, tgt ref.Ref, byDigest map[string][]string, req Request, res *Result) {
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	digests := make([]string, 0, len(byDigest))
+	for d := range byDigest {
+		digests = append(digests, d)
+	}
+	sort.Strings(digests)
+	for _, dig := range digests {
+		tags := byDigest[dig]
+		sort.Strings(tags)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case e.sem <- struct{}{}:
+			case <-ctx.Done():
+				mu.Lock()
+				for _, t := range tags {
+					res.Failed[t] = ctx.Err()
+				}
+				mu.Unlock()
+				return
+			}
+			defer func() { <-e.sem }()
+			stats, landed, failed := e.copyDigest(ctx, rc, src, tgt, dig, tags, req.CopyReferrers)
+			mu.Lock()
+			defer mu.Unlock()
+			res.Stats.add(stats)
+			for _, t := range landed {
+				res.Landed[t] = dig
+			}
+			for t, err := range failed {
+				res.Failed[t] = err
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Stats) add(o Stats) {
+	s.Tags += o.Tags
+	s.Digests += o.Digests
+	s.Bytes += o.Bytes
+	s.BlobsCopied += o.BlobsCopied
+	s.BlobsSkipped += o.BlobsSkipped
+}
+
+// copyDigest copies src@dig to tgt:tags[0], then puts the same manifest bytes
+// under the other tags.
+func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, tgt ref.Ref, dig string, tags []string, referrers bool) (Stats, []string, map[string]error) {
+	start := time.Now()
+	var (
+		st     Stats
+		stMu   sync.Mutex
+		failed = map[string]error{}
+		landed []string
+	)
+	cb := func(kind types.CallbackKind, _ string, state types.CallbackState, _, total int64) {
+		if kind != types.CallbackBlob {
+			return
+		}
+		stMu.Lock()
+		defer stMu.Unlock()
+		switch state {
+		case types.CallbackFinished:
+			st.BlobsCopied++
+			st.Bytes += total
+		case types.CallbackSkipped:
+			st.BlobsSkipped++
+		}
+	}
+	opts := []regclient.ImageOpts{regclient.ImageWithCallback(cb)}
+	if referrers {
+		opts = append(opts, regclient.ImageWithReferrers())
+	}
+	srcRef := src.SetDigest(dig)
+	first := tgt.SetTag(tags[0])
+	if err := rc.ImageCopy(ctx, srcRef, first, opts...); err != nil {
+		err = explain(err, srcRef, first)
+		for _, t := range tags {
+			failed[t] = err
+		}
+		return st, nil, failed
+	}
+	st.Digests = 1
+	landed = append(landed, tags[0])
+	if len(tags) > 1 {
+		m, err := rc.ManifestGet(ctx, tgt.SetDigest(dig))
+		for _, t := range tags[1:] {
+			if err == nil {
+				err = rc.ManifestPut(ctx, tgt.SetTag(t), m)
+			}
+			if err != nil {
+				failed[t] = explain(err, srcRef, tgt.SetTag(t))
+				continue
+			}
+			landed = append(landed, t)
+		}
+	}
+	st.Tags = len(landed)
+	for _, t := range landed {
+		e.cfg.Logger(ctx, "copied tag", map[string]any{
+			"source":        src.SetTag(t).CommonName(),
+			"target":        tgt.SetTag(t).CommonName(),
+			"digest":        dig,
+			"bytes":         st.Bytes,
+			"blobs_copied":  st.BlobsCopied,
+			"blobs_skipped": st.BlobsSkipped,
+			"seconds":       time.Since(start).Seconds(),
+		})
+	}
+	return st, landed, failed
+}
+
+// explain adds which side failed, so the diagnostic names the registry at fault.
+func explain(err error, src, tgt ref.Ref) error {
+	switch {
+	case errors.Is(err, errs.ErrHTTPUnauthorized):
+		return fmt.Errorf("copying %s to %s: the registry refused the credentials: %w", src.CommonName(), tgt.CommonName(), err)
+	case errors.Is(err, errs.ErrNotFound):
+		return fmt.Errorf("copying %s to %s: %w: %w", src.CommonName(), tgt.CommonName(), ErrNotFound, err)
+	default:
+		return fmt.Errorf("copying %s to %s: %w", src.CommonName(), tgt.CommonName(), err)
+	}
+}

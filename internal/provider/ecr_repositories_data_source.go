@@ -1,0 +1,208 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
+)
+
+var (
+	_ datasource.DataSource              = (*ecrRepositoriesDataSource)(nil)
+	_ datasource.DataSourceWithConfigure = (*ecrRepositoriesDataSource)(nil)
+)
+
+func newECRRepositoriesDataSource() datasource.DataSource { return &ecrRepositoriesDataSource{} }
+
+type ecrRepositoriesDataSource struct {
+	data *providerData
+}
+
+type ecrRepositoriesModel struct {
+	RegistryID   types.String `tfsdk:"registry_id"`
+	Names        types.List   `tfsdk:"names"`
+	NamePrefix   types.String `tfsdk:"name_prefix"`
+	NameRegex    types.String `tfsdk:"name_regex"`
+	ExcludeRegex types.String `tfsdk:"exclude_regex"`
+	TagRegex     types.String `tfsdk:"tag_regex"`
+	Repositories types.List   `tfsdk:"repositories"`
+}
+
+var repositoryAttrTypes = map[string]attr.Type{
+	"name":           types.StringType,
+	"uri":            types.StringType,
+	"arn":            types.StringType,
+	"registry_id":    types.StringType,
+	"created_at":     types.StringType,
+	"tag_mutability": types.StringType,
+	"images":         types.MapType{ElemType: types.StringType},
+}
+
+func (d *ecrRepositoriesDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_ecr_repositories"
+}
+
+func (d *ecrRepositoriesDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
+	regex := []validator.String{regexValidator{}}
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Lists ECR repositories with their tags and digests, sorted by name, for a `for_each` of " +
+			"`imagesync_gitlab_mirrored_image`. Filters combine: a repository is listed when it passes every filter set. " +
+			"Uses only `ecr:DescribeRepositories` and `ecr:ListImages`.",
+		Attributes: map[string]schema.Attribute{
+			"registry_id": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "AWS account ID of the registry to list. Default: the provider's `ecr.registry_id`, else the caller's account.",
+				Validators:          []validator.String{stringvalidator.RegexMatches(accountIDPattern, "must be a 12-digit AWS account ID such as 123456789012")},
+			},
+			"names": schema.ListAttribute{
+				ElementType:         types.StringType,
+				Optional:            true,
+				MarkdownDescription: "Exact repository names to list, e.g. `[\"team/api\", \"web\"]`. A name that does not exist is an error.",
+				Validators:          []validator.List{listvalidator.SizeAtLeast(1), listvalidator.ValueStringsAre(ecrRepositoryValidator{})},
+			},
+			"name_prefix": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Only repositories whose name starts with this, e.g. `team/`.",
+			},
+			"name_regex": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Only repositories whose name matches this regular expression (Go RE2 syntax, unanchored), e.g. `^team/`.",
+				Validators:          regex,
+			},
+			"exclude_regex": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Leave out repositories whose name matches this regular expression, e.g. `-(test|tmp)$`.",
+				Validators:          regex,
+			},
+			"tag_regex": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Only tags matching this regular expression appear in `images`, e.g. `^v[0-9]+` for release tags. Repositories stay listed when no tag matches.",
+				Validators:          regex,
+			},
+			"repositories": schema.ListNestedAttribute{
+				Computed:            true,
+				MarkdownDescription: "The repositories found, sorted by name.",
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"name":           schema.StringAttribute{Computed: true, MarkdownDescription: "Repository name, e.g. `team/api`."},
+						"uri":            schema.StringAttribute{Computed: true, MarkdownDescription: "Repository URI, `<account>.dkr.ecr.<region>.amazonaws.com/<name>`."},
+						"arn":            schema.StringAttribute{Computed: true, MarkdownDescription: "Repository ARN."},
+						"registry_id":    schema.StringAttribute{Computed: true, MarkdownDescription: "AWS account ID that owns the repository."},
+						"created_at":     schema.StringAttribute{Computed: true, MarkdownDescription: "Creation time, RFC 3339."},
+						"tag_mutability": schema.StringAttribute{Computed: true, MarkdownDescription: "`MUTABLE` or `IMMUTABLE` (or an `_WITH_EXCLUSION` variant)."},
+						"images": schema.MapAttribute{
+							ElementType:         types.StringType,
+							Computed:            true,
+							MarkdownDescription: "Tag -> digest of every tagged image (after `tag_regex`); untagged images are left out.",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func (d *ecrRepositoriesDataSource) Configure(_ context.Context, req datasource.ConfigureRequest, resp *datasource.ConfigureResponse) {
+	if req.ProviderData == nil {
+		return
+	}
+	data, ok := req.ProviderData.(*providerData)
+	if !ok {
+		resp.Diagnostics.AddError("Unexpected Data Source Configure Type",
+			fmt.Sprintf("Expected *providerData, got %T. Please report this issue to the provider developers.", req.ProviderData))
+		return
+	}
+	d.data = data
+}
+
+func (d *ecrRepositoriesDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	var m ecrRepositoriesModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	f := ecr.Filter{RegistryID: m.RegistryID.ValueString(), NamePrefix: m.NamePrefix.ValueString()}
+	if !m.Names.IsNull() {
+		resp.Diagnostics.Append(m.Names.ElementsAs(ctx, &f.Names, false)...)
+	}
+	for _, r := range []struct {
+		attr string
+		val  types.String
+		dst  *ecr.Matcher
+	}{{"name_regex", m.NameRegex, &f.NameRegex}, {"exclude_regex", m.ExcludeRegex, &f.Exclude}, {"tag_regex", m.TagRegex, &f.TagRegex}} {
+		if r.val.IsNull() {
+			continue
+		}
+		re, err := regexp.Compile(r.val.ValueString())
+		if err != nil { // the validator catches this first; kept for values known only at apply
+			resp.Diagnostics.AddAttributeError(path.Root(r.attr), "Invalid Regular Expression", err.Error())
+			continue
+		}
+		*r.dst = re
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	repos, err := d.data.ecr.Repositories(ctx, f)
+	if err != nil {
+		if errors.Is(err, ecr.ErrRepositoryNotFound) {
+			resp.Diagnostics.AddAttributeError(path.Root("names"), "ECR Repository Not Found",
+				fmt.Sprintf("A repository named in names does not exist in the registry (names: %s). Check the spelling and "+
+					"the provider's region and registry_id, or remove the name.\n\nOriginal Error: %s", strings.Join(f.Names, ", "), err))
+			return
+		}
+		resp.Diagnostics.AddError("Cannot List ECR Repositories", ecrErrorDetail("listing repositories and their tags", err))
+		return
+	}
+	tflog.Debug(ctx, "listed ECR repositories", map[string]any{"count": len(repos)})
+
+	objs := make([]attr.Value, 0, len(repos))
+	for _, r := range repos {
+		images, diags := types.MapValueFrom(ctx, types.StringType, r.Images)
+		resp.Diagnostics.Append(diags...)
+		created := ""
+		if !r.CreatedAt.IsZero() {
+			created = r.CreatedAt.UTC().Format(time.RFC3339)
+		}
+		obj, diags := types.ObjectValue(repositoryAttrTypes, map[string]attr.Value{
+			"name": types.StringValue(r.Name), "uri": types.StringValue(r.URI), "arn": types.StringValue(r.ARN),
+			"registry_id": types.StringValue(r.RegistryID), "created_at": types.StringValue(created),
+			"tag_mutability": types.StringValue(r.TagMutability), "images": images,
+		})
+		resp.Diagnostics.Append(diags...)
+		objs = append(objs, obj)
+	}
+	list, diags := types.ListValue(types.ObjectType{AttrTypes: repositoryAttrTypes}, objs)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	m.Repositories = list
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// ecrErrorDetail explains an ECR failure with what to check.
+func ecrErrorDetail(doing string, err error) string {
+	hint := "Check the AWS credentials, region and network access to the ECR API."
+	if ecr.IsAccessDenied(err) {
+		hint = "The AWS identity lacks a permission. The provider needs only these read-only actions: " +
+			"ecr:GetAuthorizationToken, ecr:BatchCheckLayerAvailability, ecr:GetDownloadUrlForLayer, " +
+			"ecr:DescribeRepositories, ecr:ListImages, ecr:DescribeImages, ecr:BatchGetImage."
+	}
+	return fmt.Sprintf("Error while %s. %s\n\nOriginal Error: %s", doing, hint, err)
+}

@@ -1,0 +1,318 @@
+// Package provider is the Terraform face of imagesync: schemas, plans and
+// diagnostics. The work itself lives in internal/ecr, internal/gitlab and
+// internal/mirror; this package converts between Terraform values and theirs.
+package provider
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider"
+	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
+	"github.com/imagesync/terraform-provider-imagesync/internal/gitlab"
+	"github.com/imagesync/terraform-provider-imagesync/internal/mirror"
+)
+
+var _ provider.Provider = (*imagesyncProvider)(nil)
+
+const defaultGitLabURL = "https://gitlab.com"
+
+// Environment variables read when the provider block leaves a value out.
+const (
+	envGitLabBaseURL       = "GITLAB_BASE_URL"
+	envCIServerURL         = "CI_SERVER_URL"
+	envGitLabToken         = "GITLAB_TOKEN"
+	envCIJobToken          = "CI_JOB_TOKEN"
+	envGitLabRegistryURL   = "IMAGESYNC_GITLAB_REGISTRY_URL"
+	envECRRegistryEndpoint = "IMAGESYNC_ECR_REGISTRY_ENDPOINT"
+)
+
+const (
+	defaultMaxConcurrentBlobs = 8
+	maxMaxConcurrentBlobs     = 64
+)
+
+type imagesyncProvider struct {
+	version string
+}
+
+// New returns the provider factory for providerserver.
+func New(version string) func() provider.Provider {
+	return func() provider.Provider { return &imagesyncProvider{version: version} }
+}
+
+type providerModel struct {
+	ECR                *ecrModel     `tfsdk:"ecr"`
+	GitLab             *gitlabModel  `tfsdk:"gitlab"`
+	MaxConcurrentBlobs types.Int64   `tfsdk:"max_concurrent_blobs"`
+	RequestsPerSecond  types.Float64 `tfsdk:"requests_per_second"`
+}
+
+type ecrModel struct {
+	Region           types.String     `tfsdk:"region"`
+	Profile          types.String     `tfsdk:"profile"`
+	RegistryID       types.String     `tfsdk:"registry_id"`
+	Endpoint         types.String     `tfsdk:"endpoint"`
+	RegistryEndpoint types.String     `tfsdk:"registry_endpoint"`
+	AssumeRole       *assumeRoleModel `tfsdk:"assume_role"`
+}
+
+type assumeRoleModel struct {
+	RoleARN     types.String `tfsdk:"role_arn"`
+	SessionName types.String `tfsdk:"session_name"`
+	ExternalID  types.String `tfsdk:"external_id"`
+}
+
+type gitlabModel struct {
+	BaseURL     types.String `tfsdk:"base_url"`
+	Token       types.String `tfsdk:"token"`
+	RegistryURL types.String `tfsdk:"registry_url"`
+}
+
+// providerData is the bundle every resource and data source receives.
+type providerData struct {
+	ecr       *ecr.Client
+	gitlab    *gitlab.Client
+	gitlabErr string // why GitLab is unusable (no token), reported where it is needed
+	engine    *mirror.Engine
+}
+
+func (p *imagesyncProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
+	resp.TypeName = "imagesync"
+	resp.Version = p.version
+}
+
+func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest, resp *provider.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "Migrates container images from Amazon ECR to GitLab's container registry as a " +
+			"Terraform plan: every tag to copy shows in the plan with its digest, apply streams the missing " +
+			"content registry to registry, and a rerun reports any drift. ECR is only read, with the actions " +
+			"of a read-only IAM policy.",
+		Attributes: map[string]schema.Attribute{
+			"max_concurrent_blobs": schema.Int64Attribute{
+				Optional: true,
+				MarkdownDescription: fmt.Sprintf("How many image digests are copied at once across every resource "+
+					"of the provider. Between 1 and %d; default %d.", maxMaxConcurrentBlobs, defaultMaxConcurrentBlobs),
+				Validators: []validator.Int64{int64validator.Between(1, maxMaxConcurrentBlobs)},
+			},
+			"requests_per_second": schema.Float64Attribute{
+				Optional:            true,
+				MarkdownDescription: "Upper bound on requests per second to each registry, to spare a busy network or registry. `0` (the default) means unlimited.",
+				Validators:          []validator.Float64{float64validator.AtLeast(0)},
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"ecr": schema.SingleNestedBlock{
+				MarkdownDescription: "Where the images come from. Credentials follow the AWS SDK's default chain " +
+					"(environment, shared files, `profile`, instance or task roles, web identity).",
+				Attributes: map[string]schema.Attribute{
+					"region": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "AWS region of the ECR registry, e.g. `eu-west-1`. Default: `AWS_REGION`, `AWS_DEFAULT_REGION` or the profile's region.",
+						Validators:          []validator.String{stringvalidator.RegexMatches(regionPattern, "must be an AWS region name such as eu-west-1")},
+					},
+					"profile": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "Named profile of the shared AWS configuration files. Default: `AWS_PROFILE` or `default`.",
+					},
+					"registry_id": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "AWS account ID that owns the ECR registry (12 digits). Default: the caller's account.",
+						Validators:          []validator.String{stringvalidator.RegexMatches(accountIDPattern, "must be a 12-digit AWS account ID such as 123456789012")},
+					},
+					"endpoint": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "Override of the ECR API endpoint URL. `AWS_ENDPOINT_URL_ECR` works too.",
+						Validators:          []validator.String{urlValidator{}},
+					},
+					"registry_endpoint": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "Override of where registry traffic for ECR goes, e.g. `http://127.0.0.1:5000` for " +
+							"local tests, a proxy or a VPC endpoint. Image references keep their ECR names. Default: " +
+							"`IMAGESYNC_ECR_REGISTRY_ENDPOINT`, else the endpoint ECR reports.",
+						Validators: []validator.String{urlValidator{}},
+					},
+				},
+				Blocks: map[string]schema.Block{
+					"assume_role": schema.SingleNestedBlock{
+						MarkdownDescription: "Assume an IAM role on top of the base credentials.",
+						Attributes: map[string]schema.Attribute{
+							"role_arn": schema.StringAttribute{
+								Optional:            true,
+								MarkdownDescription: "ARN of the role to assume, e.g. `arn:aws:iam::123456789012:role/migration`.",
+								Validators:          []validator.String{stringvalidator.RegexMatches(roleARNPattern, "must be an IAM role ARN such as arn:aws:iam::123456789012:role/migration")},
+							},
+							"session_name": schema.StringAttribute{
+								Optional:            true,
+								MarkdownDescription: "Session name of the assumed role. Default: chosen by the AWS SDK.",
+							},
+							"external_id": schema.StringAttribute{
+								Optional:            true,
+								MarkdownDescription: "External ID the role's trust policy requires, if any.",
+							},
+						},
+					},
+				},
+			},
+			"gitlab": schema.SingleNestedBlock{
+				MarkdownDescription: "Where the images go.",
+				Attributes: map[string]schema.Attribute{
+					"base_url": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "URL of the GitLab instance, e.g. `https://gitlab.example.com`. Default: " +
+							"`GITLAB_BASE_URL`, else `CI_SERVER_URL` (set in GitLab CI jobs), else `" + defaultGitLabURL + "`.",
+						Validators: []validator.String{urlValidator{}},
+					},
+					"token": schema.StringAttribute{
+						Optional:  true,
+						Sensitive: true,
+						MarkdownDescription: "GitLab access token with the `api` scope (or `read_api` and `write_registry`). " +
+							"Default: `GITLAB_TOKEN`, else `CI_JOB_TOKEN` in a GitLab CI job.",
+					},
+					"registry_url": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "URL of GitLab's container registry, e.g. `https://registry.example.com`. " +
+							"Default: `IMAGESYNC_GITLAB_REGISTRY_URL`, else the registry each project reports. " +
+							"`http://` is for local testing only.",
+						Validators: []validator.String{urlValidator{}},
+					},
+				},
+			},
+		},
+	}
+}
+
+func (p *imagesyncProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
+	var cfg providerModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if cfg.ECR == nil {
+		cfg.ECR = &ecrModel{}
+	}
+	if cfg.GitLab == nil {
+		cfg.GitLab = &gitlabModel{}
+	}
+	unknown := map[string]bool{
+		"ecr.region": cfg.ECR.Region.IsUnknown(), "ecr.profile": cfg.ECR.Profile.IsUnknown(),
+		"ecr.registry_id": cfg.ECR.RegistryID.IsUnknown(), "ecr.endpoint": cfg.ECR.Endpoint.IsUnknown(),
+		"ecr.registry_endpoint": cfg.ECR.RegistryEndpoint.IsUnknown(), "gitlab.base_url": cfg.GitLab.BaseURL.IsUnknown(),
+		"gitlab.token": cfg.GitLab.Token.IsUnknown(), "gitlab.registry_url": cfg.GitLab.RegistryURL.IsUnknown(),
+	}
+	for name, isUnknown := range unknown {
+		if isUnknown {
+			resp.Diagnostics.AddError("Unknown Provider Configuration Value",
+				fmt.Sprintf("The provider cannot be configured because %s is not known until apply. "+
+					"Set it to a value known at plan time, or apply its source first with -target.", name))
+		}
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+
+	gitlabToken := firstNonEmpty(cfg.GitLab.Token.ValueString(), os.Getenv(envGitLabToken))
+	jobToken := false
+	if gitlabToken == "" {
+		gitlabToken = os.Getenv(envCIJobToken)
+		jobToken = gitlabToken != ""
+	}
+	if gitlabToken != "" {
+		ctx = tflog.MaskAllFieldValuesStrings(ctx, gitlabToken)
+		ctx = tflog.MaskMessageStrings(ctx, gitlabToken)
+	}
+	ctx = tflog.MaskFieldValuesWithFieldKeys(ctx, "token", "password", "Authorization")
+
+	ecrCfg := ecr.Config{
+		Region:           cfg.ECR.Region.ValueString(),
+		Profile:          cfg.ECR.Profile.ValueString(),
+		RegistryID:       cfg.ECR.RegistryID.ValueString(),
+		Endpoint:         cfg.ECR.Endpoint.ValueString(),
+		RegistryEndpoint: firstNonEmpty(cfg.ECR.RegistryEndpoint.ValueString(), os.Getenv(envECRRegistryEndpoint)),
+	}
+	if ar := cfg.ECR.AssumeRole; ar != nil && ar.RoleARN.ValueString() != "" {
+		ecrCfg.AssumeRole = &ecr.AssumeRole{RoleARN: ar.RoleARN.ValueString(), SessionName: ar.SessionName.ValueString(), ExternalID: ar.ExternalID.ValueString()}
+	}
+	ecrClient, err := ecr.New(ctx, ecrCfg)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("ecr").AtName("region"), "Cannot Configure the ECR Client",
+			"The AWS configuration could not be loaded. Set ecr.region (or AWS_REGION), and check ecr.profile "+
+				"and the AWS shared configuration files.\n\nOriginal Error: "+err.Error())
+		return
+	}
+
+	data := &providerData{ecr: ecrClient}
+	baseURL := firstNonEmpty(cfg.GitLab.BaseURL.ValueString(), os.Getenv(envGitLabBaseURL), os.Getenv(envCIServerURL), defaultGitLabURL)
+	registryURL := firstNonEmpty(cfg.GitLab.RegistryURL.ValueString(), os.Getenv(envGitLabRegistryURL))
+	if registryURL != "" {
+		if _, err := gitlab.ParseRegistryURL(registryURL); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("gitlab").AtName("registry_url"), "Invalid GitLab Registry URL",
+				"Set gitlab.registry_url (or IMAGESYNC_GITLAB_REGISTRY_URL) to the registry's root URL, e.g. https://registry.example.com.\n\nOriginal Error: "+err.Error())
+			return
+		}
+	}
+	if gitlabToken == "" {
+		data.gitlabErr = "No GitLab token is configured. Set gitlab.token in the provider block, or GITLAB_TOKEN " +
+			"in the environment (CI_JOB_TOKEN is used inside GitLab CI jobs)."
+	}
+	glClient, err := gitlab.New(gitlab.Config{
+		BaseURL: baseURL, Token: gitlabToken, JobToken: jobToken, RegistryURL: registryURL,
+		UserAgent: "terraform-provider-imagesync/" + p.version,
+	})
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("gitlab").AtName("base_url"), "Cannot Configure the GitLab Client",
+			"Check gitlab.base_url (or GITLAB_BASE_URL / CI_SERVER_URL).\n\nOriginal Error: "+err.Error())
+		return
+	}
+	data.gitlab = glClient
+
+	maxBlobs := defaultMaxConcurrentBlobs
+	if !cfg.MaxConcurrentBlobs.IsNull() && !cfg.MaxConcurrentBlobs.IsUnknown() {
+		maxBlobs = int(cfg.MaxConcurrentBlobs.ValueInt64())
+	}
+	logCtx := ctx
+	data.engine = mirror.New(mirror.Config{
+		ECR:                ecrClient,
+		GitLabUser:         glClient.RegistryUsername,
+		GitLabToken:        gitlabToken,
+		MaxConcurrentBlobs: maxBlobs,
+		RequestsPerSecond:  cfg.RequestsPerSecond.ValueFloat64(),
+		Logger: func(ctx context.Context, msg string, fields map[string]any) {
+			tflog.Info(ctx, msg, fields)
+		},
+		Slog:      newSlogger(logCtx, gitlabToken),
+		UserAgent: "terraform-provider-imagesync/" + p.version,
+	})
+
+	resp.DataSourceData = data
+	resp.ResourceData = data
+}
+
+func (p *imagesyncProvider) Resources(context.Context) []func() resource.Resource {
+	return []func() resource.Resource{newMirroredImageResource}
+}
+
+func (p *imagesyncProvider) DataSources(context.Context) []func() datasource.DataSource {
+	return []func() datasource.DataSource{newECRRepositoriesDataSource}
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

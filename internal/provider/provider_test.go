@@ -1,0 +1,140 @@
+package provider
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+)
+
+// testEnv is the local ECR and GitLab shared by the acceptance tests of this
+// package; each test uses its own GitLab project, and its own ECR
+// repositories when it changes them.
+var testEnv *localenv.Env
+
+var testAccProtoV6ProviderFactories = map[string]func() (tfprotov6.ProviderServer, error){
+	"imagesync": providerserver.NewProtocol6WithError(New("test")()),
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv("TF_ACC") == "" {
+		os.Exit(m.Run())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	env, err := localenv.Start(ctx, localenv.Options{Seed: true})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the local ECR and GitLab environment:", err)
+		os.Exit(1)
+	}
+	testEnv = env
+	for k, v := range env.EnvVars() {
+		os.Setenv(k, v) //nolint:usetesting // TestMain has no *testing.T; the provider runs in this process
+	}
+	// An empty CLI config: no dev_overrides or credentials of the machine leak in.
+	cliConfig, err := os.CreateTemp("", "terraformrc-*")
+	if err == nil {
+		cliConfig.Close()
+		os.Setenv("TF_CLI_CONFIG_FILE", cliConfig.Name()) //nolint:usetesting // see above
+	}
+	code := m.Run()
+	if err := env.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping the local environment:", err)
+	}
+	if cliConfig != nil {
+		os.Remove(cliConfig.Name())
+	}
+	os.Exit(code)
+}
+
+// providerConfig is the provider block for the local environment.
+func providerConfig() string { return testEnv.ProviderHCL() }
+
+// seeded returns the tag -> digest map that the generator pushed to repo.
+func seeded(t *testing.T, repo string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, img := range testEnv.Seeded {
+		if img.Repository == repo {
+			out[img.Tag] = img.Digest
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("nothing seeded in %q", repo)
+	}
+	return out
+}
+
+// uniqueName makes a lowercase name safe for ECR repositories and GitLab paths.
+func uniqueName(t *testing.T) string {
+	t.Helper()
+	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
+	return strings.Trim(name, "-") + fmt.Sprintf("-%d", time.Now().UnixNano()%100000)
+}
+
+// gitlabDigest reads a tag's manifest from the GitLab registry with skopeo,
+// a client independent of the provider, and returns the sha256 of its bytes.
+// found is false when the registry does not have the tag.
+func gitlabDigest(t *testing.T, image, tagOrDigest string) (digest string, found bool) {
+	t.Helper()
+	sep := ":"
+	if strings.HasPrefix(tagOrDigest, "sha256:") {
+		sep = "@"
+	}
+	cmd := exec.Command("skopeo", "inspect", "--raw", "--tls-verify=false",
+		"--creds", "root:"+testEnv.GitLabToken,
+		"docker://"+testEnv.GitLabRegistryHost+"/"+image+sep+tagOrDigest)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		if strings.Contains(stderr.String(), "manifest unknown") || strings.Contains(stderr.String(), "not found") {
+			return "", false
+		}
+		t.Fatalf("skopeo inspect %s%s%s: %v: %s", image, sep, tagOrDigest, err, stderr.String())
+	}
+	sum := sha256.Sum256(out)
+	return "sha256:" + hex.EncodeToString(sum[:]), true
+}
+
+// rawManifest returns the raw manifest bytes of an image in the GitLab registry, via skopeo.
+func rawManifest(t *testing.T, image, tagOrDigest string) []byte {
+	t.Helper()
+	sep := ":"
+	if strings.HasPrefix(tagOrDigest, "sha256:") {
+		sep = "@"
+	}
+	out, err := exec.Command("skopeo", "inspect", "--raw", "--tls-verify=false",
+		"--creds", "root:"+testEnv.GitLabToken,
+		"docker://"+testEnv.GitLabRegistryHost+"/"+image+sep+tagOrDigest).Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect --raw %s%s%s: %v", image, sep, tagOrDigest, err)
+	}
+	return out
+}
+
+// checkGitLabDigests asserts, with skopeo, that every tag has its digest in GitLab.
+func checkGitLabDigests(t *testing.T, image string, want map[string]string) {
+	t.Helper()
+	for tag, dig := range want {
+		got, found := gitlabDigest(t, image, tag)
+		if !found {
+			t.Errorf("GitLab has no %s:%s; want %s", image, tag, dig)
+			continue
+		}
+		if got != dig {
+			t.Errorf("GitLab %s:%s is %s; want %s", image, tag, got, dig)
+		}
+	}
+}

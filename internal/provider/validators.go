@@ -1,0 +1,192 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+)
+
+var (
+	regionPattern    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
+	accountIDPattern = regexp.MustCompile(`^\d{12}$`)
+	roleARNPattern   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::\d{12}:role/.+$`)
+	// ecrNamePattern is ECR's repository name grammar.
+	ecrNamePattern = regexp.MustCompile(`^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+	// pathComponentPattern is the OCI distribution grammar of one path component,
+	// which GitLab applies to image names.
+	pathComponentPattern = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	// tagPattern is the OCI distribution tag grammar.
+	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	digestPattern = regexp.MustCompile(`^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$`)
+	// projectPathPattern is a GitLab project path: namespace segments and the project.
+	projectPathPattern = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
+	numericIDPattern   = regexp.MustCompile(`^[1-9][0-9]*$`)
+)
+
+// maxImageSegments is how deep an image may sit below its GitLab project.
+const maxImageSegments = 2
+
+// targetImageProblem explains why GitLab would refuse an image name below a
+// project, and suggests a name it accepts; "" when the name is fine.
+func targetImageProblem(name string) (problem, suggestion string) {
+	segments := strings.Split(name, "/")
+	var bad []string
+	for _, s := range segments {
+		if !pathComponentPattern.MatchString(s) {
+			bad = append(bad, fmt.Sprintf("%q", s))
+		}
+	}
+	suggestion = suggestImageName(name)
+	switch {
+	case name == "":
+		return "is empty", suggestion
+	case len(bad) > 0:
+		return fmt.Sprintf("has path segments that are not lowercase letters and digits separated by '.', '_', '__' or '-': %s", strings.Join(bad, ", ")), suggestion
+	case len(segments) > maxImageSegments:
+		return fmt.Sprintf("has %d path segments, but GitLab allows at most %d below the project", len(segments), maxImageSegments), suggestion
+	}
+	return "", ""
+}
+
+// suggestImageName lowercases, replaces characters GitLab refuses, and folds
+// extra leading segments into the first, e.g. "a/b/c/d" -> "a-b-c/d".
+func suggestImageName(name string) string {
+	segments := strings.Split(strings.ToLower(name), "/")
+	clean := segments[:0]
+	for _, s := range segments {
+		s = strings.Map(func(r rune) rune {
+			if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '.' || r == '_' || r == '-' {
+				return r
+			}
+			return '-'
+		}, s)
+		s = strings.Trim(s, "._-")
+		if s != "" {
+			clean = append(clean, s)
+		}
+	}
+	if len(clean) == 0 {
+		return "image"
+	}
+	if len(clean) > maxImageSegments {
+		head := strings.Join(clean[:len(clean)-maxImageSegments+1], "-")
+		clean = append([]string{head}, clean[len(clean)-maxImageSegments+1:]...)
+	}
+	return strings.Join(clean, "/")
+}
+
+// targetImageValidator applies GitLab's image naming rules at plan time.
+type targetImageValidator struct{}
+
+func (targetImageValidator) Description(context.Context) string {
+	return "a lowercase image name with at most two path segments below the GitLab project"
+}
+
+func (v targetImageValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (targetImageValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	name := req.ConfigValue.ValueString()
+	if problem, suggestion := targetImageProblem(name); problem != "" {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid Target Image Name",
+			fmt.Sprintf("The target_image %q %s. GitLab image names are lowercase path segments of letters and digits "+
+				"separated by '.', '_', '__' or '-', at most %d deep below the project. For example: target_image = %q.",
+				name, problem, maxImageSegments, suggestion))
+	}
+}
+
+// regexValidator checks a Go (RE2) regular expression at plan time.
+type regexValidator struct{}
+
+func (regexValidator) Description(context.Context) string {
+	return "a regular expression in Go's RE2 syntax"
+}
+
+func (v regexValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (regexValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if _, err := regexp.Compile(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid Regular Expression",
+			fmt.Sprintf("The value %q is not a valid regular expression in Go's RE2 syntax (no look-around or "+
+				"backreferences). Escape literal dots as \\\\. in HCL strings.\n\nOriginal Error: %s", req.ConfigValue.ValueString(), err))
+	}
+}
+
+// urlValidator requires an absolute http(s) URL.
+type urlValidator struct{}
+
+func (urlValidator) Description(context.Context) string { return "an absolute http:// or https:// URL" }
+
+func (v urlValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (urlValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	s := req.ConfigValue.ValueString()
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid URL",
+			fmt.Sprintf("The value %q is not an absolute URL. Use the form https://host[:port], e.g. https://gitlab.example.com.", s))
+	}
+}
+
+// gitlabProjectValidator accepts a numeric project ID or a full project path.
+type gitlabProjectValidator struct{}
+
+func (gitlabProjectValidator) Description(context.Context) string {
+	return "a GitLab project path such as group/project, or a numeric project ID"
+}
+
+func (v gitlabProjectValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (gitlabProjectValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	s := req.ConfigValue.ValueString()
+	if numericIDPattern.MatchString(s) || projectPathPattern.MatchString(s) {
+		return
+	}
+	resp.Diagnostics.AddAttributeError(req.Path, "Invalid GitLab Project",
+		fmt.Sprintf("The value %q is neither a numeric project ID nor a full project path. Use the path as it appears "+
+			"in the project's URL, without the host or a trailing slash, e.g. \"my-group/my-project\", or the numeric ID "+
+			"from the project's overview page.", s))
+}
+
+// ecrRepositoryValidator applies ECR's repository name grammar.
+type ecrRepositoryValidator struct{}
+
+func (ecrRepositoryValidator) Description(context.Context) string {
+	return "an ECR repository name such as team/api"
+}
+
+func (v ecrRepositoryValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (ecrRepositoryValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	s := req.ConfigValue.ValueString()
+	if len(s) >= 2 && len(s) <= 256 && ecrNamePattern.MatchString(s) {
+		return
+	}
+	resp.Diagnostics.AddAttributeError(req.Path, "Invalid ECR Repository Name",
+		fmt.Sprintf("The value %q is not an ECR repository name: 2 to 256 lowercase letters, digits and '.', '_', '-', "+
+			"with '/' between path segments, e.g. \"team/api\". Give the repository's name, not its URI.", s))
+}
