@@ -26,6 +26,9 @@ import (
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
 )
 
+// maxAttempts bounds retries of a digest copy after an authorization failure.
+const maxAttempts = 5
+
 // ErrNotFound reports a manifest or repository the registry does not have.
 var ErrNotFound = errors.New("not found in the registry")
 
@@ -153,6 +156,18 @@ func (e *Engine) client(ctx context.Context) (*regclient.RegClient, error) {
 	return e.rc, nil
 }
 
+// renew drops a client whose registry token was refused. regclient keeps a
+// token for at least 60 seconds whatever the registry says, and does not ask
+// again while it believes the token valid; a new client starts without one.
+func (e *Engine) renew(ctx context.Context, stale *regclient.RegClient) (*regclient.RegClient, error) {
+	e.mu.Lock()
+	if e.rc == stale {
+		e.rc = nil
+	}
+	e.mu.Unlock()
+	return e.client(ctx)
+}
+
 // Digests asks the target registry for each tag's digest, one HEAD per tag in
 // parallel. A tag the registry does not have is absent from the result.
 func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[string]string, error) {
@@ -165,11 +180,34 @@ func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[
 		return nil, fmt.Errorf("invalid image reference %q: %w", image, err)
 	}
 	out := make(map[string]string, len(tags))
+	pending := tags
+	var errl []error
+	for attempt := 1; attempt <= 2 && len(pending) > 0; attempt++ {
+		var refused []string
+		refused, errl = e.heads(ctx, rc, base, pending, out)
+		if len(refused) == 0 || attempt == 2 {
+			break
+		}
+		if rc, err = e.renew(ctx, rc); err != nil {
+			return out, err
+		}
+		pending = refused
+	}
+	if len(errl) > 0 {
+		return out, fmt.Errorf("reading digests from %s: %w", image, errors.Join(errl...))
+	}
+	return out, nil
+}
+
+// heads sends one HEAD per tag, filling out; it returns the tags whose token
+// was refused and every error.
+func (e *Engine) heads(ctx context.Context, rc *regclient.RegClient, base ref.Ref, tags []string, out map[string]string) ([]string, []error) {
 	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		errl []error
-		lim  = make(chan struct{}, 16)
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		errl    []error
+		refused []string
+		lim     = make(chan struct{}, 16)
 	)
 	for _, tag := range tags {
 		wg.Add(1)
@@ -185,15 +223,15 @@ func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[
 				out[tag] = m.GetDescriptor().Digest.String()
 			case errors.Is(err, errs.ErrNotFound):
 			default:
+				if errors.Is(err, errs.ErrHTTPUnauthorized) {
+					refused = append(refused, tag)
+				}
 				errl = append(errl, fmt.Errorf("tag %q: %w", tag, err))
 			}
 		}()
 	}
 	wg.Wait()
-	if len(errl) > 0 {
-		return out, fmt.Errorf("reading digests from %s: %w", image, errors.Join(errl...))
-	}
-	return out, nil
+	return refused, errl
 }
 
 // Request is one repository's copy: make every tag in Want point at its digest.
@@ -343,7 +381,23 @@ func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, t
 	}
 	srcRef := src.SetDigest(dig)
 	first := tgt.SetTag(tags[0])
-	if err := rc.ImageCopy(ctx, srcRef, first, opts...); err != nil {
+	var err error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		// A registry token can lapse between two requests of one copy (GitLab's
+		// last 5 minutes); the next attempt gets a fresh one and skips the
+		// blobs that already landed.
+		err = rc.ImageCopy(ctx, srcRef, first, opts...)
+		if err == nil || !errors.Is(err, errs.ErrHTTPUnauthorized) || ctx.Err() != nil {
+			break
+		}
+		e.cfg.Logger(ctx, "registry refused the token; retrying with a new one", map[string]any{"target": first.CommonName(), "attempt": attempt})
+		var renewErr error
+		if rc, renewErr = e.renew(ctx, rc); renewErr != nil {
+			err = renewErr
+			break
+		}
+	}
+	if err != nil {
 		err = explain(err, srcRef, first)
 		for _, t := range tags {
 			failed[t] = err

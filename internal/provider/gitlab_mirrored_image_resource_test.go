@@ -1,0 +1,646 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+)
+
+// expectTagChanges checks that the plan changes exactly these tags of the
+// resource's images map (added, removed or given another digest).
+type expectTagChanges struct {
+	address string
+	tags    []string
+}
+
+func (e expectTagChanges) CheckPlan(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	for _, rc := range req.Plan.ResourceChanges {
+		if rc.Address != e.address {
+			continue
+		}
+		before := imagesOf(rc.Change.Before)
+		after := imagesOf(rc.Change.After)
+		var changed []string
+		for tag, d := range after {
+			if before[tag] != d {
+				changed = append(changed, tag)
+			}
+		}
+		for tag := range before {
+			if _, ok := after[tag]; !ok {
+				changed = append(changed, tag)
+			}
+		}
+		sort.Strings(changed)
+		want := append([]string{}, e.tags...)
+		sort.Strings(want)
+		if strings.Join(changed, ",") != strings.Join(want, ",") {
+			resp.Error = fmt.Errorf("%s: plan changes tags %v, want exactly %v (before %v, after %v)", e.address, changed, want, before, after)
+		}
+		return
+	}
+	resp.Error = fmt.Errorf("%s: not in the plan", e.address)
+}
+
+func imagesOf(v any) map[string]any {
+	obj, _ := v.(map[string]any)
+	images, _ := obj["images"].(map[string]any)
+	if images == nil {
+		return map[string]any{}
+	}
+	return images
+}
+
+// lazyCheck builds its check when the step runs, after PreConfig changed the expectation.
+type lazyCheck func() knownvalue.Check
+
+func (l lazyCheck) CheckValue(v any) error { return l().CheckValue(v) }
+func (l lazyCheck) String() string         { return l().String() }
+
+func imagesCheck(images map[string]string) knownvalue.Check {
+	m := map[string]knownvalue.Check{}
+	for t, d := range images {
+		m[t] = knownvalue.StringExact(d)
+	}
+	return knownvalue.MapExact(m)
+}
+
+func pushECR(t *testing.T, repo, tag string, spec localenv.ImageSpec) localenv.Image {
+	t.Helper()
+	img, err := testEnv.PushECRImage(context.Background(), repo, tag, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func tagECR(t *testing.T, repo, existing, tag string) localenv.Image {
+	t.Helper()
+	img, err := testEnv.TagECRImage(context.Background(), repo, existing, tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// deleteGitLabTag deletes a tag through the GitLab API, as a person would in the UI.
+func deleteGitLabTag(t *testing.T, project, image, tag string) {
+	t.Helper()
+	var repos []struct {
+		ID   int    `json:"id"`
+		Path string `json:"path"`
+	}
+	gitlabAPI(t, http.MethodGet, "/projects/"+url.PathEscape(project)+"/registry/repositories", &repos)
+	for _, r := range repos {
+		if r.Path == project+"/"+image {
+			gitlabAPI(t, http.MethodDelete, fmt.Sprintf("/projects/%s/registry/repositories/%d/tags/%s", url.PathEscape(project), r.ID, tag), nil)
+			return
+		}
+	}
+	t.Fatalf("GitLab project %s has no image %s", project, image)
+}
+
+func gitlabAPI(t *testing.T, method, path string, out any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, testEnv.GitLabURL+"/api/v4"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("PRIVATE-TOKEN", testEnv.GitLabToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %s", method, path, resp.Status)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// manifestPuts records the manifest PUTs the GitLab registry receives, per image path.
+type manifestPuts struct {
+	mu   sync.Mutex
+	refs []string
+}
+
+func (m *manifestPuts) observe(r *http.Request) {
+	if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/") {
+		m.mu.Lock()
+		m.refs = append(m.refs, strings.TrimPrefix(r.URL.Path, "/v2/"))
+		m.mu.Unlock()
+	}
+}
+
+func (m *manifestPuts) list() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := append([]string{}, m.refs...)
+	sort.Strings(out)
+	return out
+}
+
+func mirroredConfig(project, source, extra string) string {
+	return providerConfig() + fmt.Sprintf(`
+resource "imagesync_gitlab_mirrored_image" "test" {
+  source_repository = %q
+  gitlab_project    = %q
+%s
+}
+`, source, project, extra)
+}
+
+func TestAccMirroredImage_forEachFromDataSource(t *testing.T) {
+	project := testEnv.GitLab.AddProject("acc/" + uniqueName(t)).Path
+	repos := []string{"signed/app", "team/api", "team/worker", "web"}
+	config := providerConfig() + fmt.Sprintf(`
+data "imagesync_ecr_repositories" "src" {
+  name_regex = "^(web|team/.*|signed/app)$"
+}
+
+# terraform-plugin-testing cannot read state with string for_each keys, so the
+# test iterates with count; examples/demo runs the for_each form for real.
+resource "imagesync_gitlab_mirrored_image" "m" {
+  count = length(data.imagesync_ecr_repositories.src.repositories)
+
+  source_repository = data.imagesync_ecr_repositories.src.repositories[count.index].name
+  gitlab_project    = %q
+  images            = data.imagesync_ecr_repositories.src.repositories[count.index].images
+}
+`, project)
+	var stateChecks []statecheck.StateCheck
+	for i, repo := range repos { // sorted, as the data source lists them
+		addr := fmt.Sprintf("imagesync_gitlab_mirrored_image.m[%d]", i)
+		stateChecks = append(stateChecks,
+			statecheck.ExpectKnownValue(addr, tfjsonpath.New("images"), imagesCheck(seeded(t, repo))),
+			statecheck.ExpectKnownValue(addr, tfjsonpath.New("target_reference"), knownvalue.StringExact(testEnv.GitLabRegistryHost+"/"+project+"/"+repo)),
+			statecheck.ExpectKnownValue(addr, tfjsonpath.New("id"), knownvalue.StringExact(repo+":"+project+":"+repo)),
+		)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(`imagesync_gitlab_mirrored_image.m[3]`, plancheck.ResourceActionCreate),
+					// The plan shows every tag and digest, not "known after apply".
+					plancheck.ExpectKnownValue(`imagesync_gitlab_mirrored_image.m[3]`, tfjsonpath.New("images"), imagesCheck(seeded(t, "web"))),
+				}},
+				ConfigStateChecks: append(stateChecks, checkNow(func() {
+					for _, repo := range repos {
+						checkGitLabDigests(t, project+"/"+repo, seeded(t, repo))
+					}
+					checkIndexIntact(t, project+"/team/worker", seeded(t, "team/worker"))
+					checkReferrerCopied(t, project+"/signed/app")
+				})),
+			},
+			{
+				Config:           config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+		},
+	})
+}
+
+// checkNow is a state check that runs assertions against the registries
+// themselves; it reports through t, so it never fails the step on its own.
+type checkNow func()
+
+func (c checkNow) CheckState(context.Context, statecheck.CheckStateRequest, *statecheck.CheckStateResponse) {
+	c()
+}
+
+// checkIndexIntact checks that every platform of each index was copied.
+func checkIndexIntact(t *testing.T, image string, tags map[string]string) {
+	t.Helper()
+	for tag := range tags {
+		var index struct {
+			Manifests []struct {
+				Digest string `json:"digest"`
+			} `json:"manifests"`
+		}
+		if err := json.Unmarshal(rawManifest(t, image, tag), &index); err != nil {
+			t.Fatalf("%s:%s: %v", image, tag, err)
+		}
+		if len(index.Manifests) != 2 {
+			t.Errorf("%s:%s lists %d platforms, want 2", image, tag, len(index.Manifests))
+		}
+		for _, m := range index.Manifests {
+			if got, found := gitlabDigest(t, image, m.Digest); !found || got != m.Digest {
+				t.Errorf("%s@%s: platform manifest missing or altered (found %v, digest %s)", image, m.Digest, found, got)
+			}
+		}
+	}
+}
+
+// checkReferrerCopied checks that the signature of signed/app:v1 came along,
+// under the sha256-<hex> fallback tag (distribution 2.8 has no referrers API).
+func checkReferrerCopied(t *testing.T, image string) {
+	t.Helper()
+	var referrer string
+	var subject string
+	for _, img := range testEnv.Seeded {
+		if img.Repository == "signed/app" && img.ReferrerDigest != "" {
+			referrer, subject = img.ReferrerDigest, img.Digest
+		}
+	}
+	if referrer == "" {
+		t.Fatal("the seed has no referrer")
+	}
+	if got, found := gitlabDigest(t, image, referrer); !found || got != referrer {
+		t.Errorf("referrer %s not copied to %s (found %v)", referrer, image, found)
+	}
+	fallback := strings.Replace(subject, "sha256:", "sha256-", 1)
+	if !strings.Contains(string(rawManifest(t, image, fallback)), referrer) {
+		t.Errorf("the referrers fallback tag %s of %s does not list %s", fallback, image, referrer)
+	}
+}
+
+func TestAccMirroredImage_driftBothSides(t *testing.T) {
+	name := uniqueName(t)
+	repo := "drift/" + name
+	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	image := project + "/" + repo
+	addr := "imagesync_gitlab_mirrored_image.test"
+	a := pushECR(t, repo, "a", localenv.ImageSpec{})
+	b := pushECR(t, repo, "b", localenv.ImageSpec{OCI: true})
+	tagECR(t, repo, "b", "c") // two tags on one digest
+	want := map[string]string{"a": a.Digest, "b": b.Digest, "c": b.Digest}
+	config := mirroredConfig(project, repo, "")
+	var puts manifestPuts
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				PreConfig: func() {
+					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) { puts.observe(r); return 0, "", false })
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectKnownValue(addr, tfjsonpath.New("images"), imagesCheck(want)),
+					plancheck.ExpectKnownValue(addr, tfjsonpath.New("target_image"), knownvalue.StringExact(repo)),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{statecheck.ExpectKnownValue(addr, tfjsonpath.New("images"), imagesCheck(want))},
+				Check: func(*terraform.State) error {
+					checkGitLabDigests(t, image, want)
+					// Two digests: each copied once, the second tag on b's digest is one more manifest PUT.
+					if got := puts.list(); len(got) != 3 {
+						t.Errorf("manifest PUTs %v, want 3 (a, b, c)", got)
+					}
+					return nil
+				},
+			},
+			{
+				// A tag moved in ECR: exactly that tag is planned.
+				PreConfig: func() { a = pushECR(t, repo, "a", localenv.ImageSpec{}); want["a"] = a.Digest },
+				Config:    config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+					expectTagChanges{addr, []string{"a"}},
+				}},
+				Check: func(*terraform.State) error { checkGitLabDigests(t, image, want); return nil },
+			},
+			{
+				// Drift in GitLab: one tag deleted, one overwritten; apply restores both.
+				PreConfig: func() {
+					deleteGitLabTag(t, project, repo, "b")
+					if _, err := testEnv.PushGitLabImage(context.Background(), image, "c", localenv.ImageSpec{}); err != nil {
+						t.Fatal(err)
+					}
+					if _, found := gitlabDigest(t, image, "b"); found {
+						t.Fatal("tag b still in GitLab after delete")
+					}
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+					expectTagChanges{addr, []string{"b", "c"}},
+				}},
+				Check: func(*terraform.State) error { checkGitLabDigests(t, image, want); return nil },
+			},
+			{
+				// A new tag in ECR is planned and copied.
+				PreConfig: func() { d := pushECR(t, repo, "d", localenv.ImageSpec{Platforms: 2}); want["d"] = d.Digest },
+				Config:    config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					expectTagChanges{addr, []string{"d"}},
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{statecheck.ExpectKnownValue(addr, tfjsonpath.New("images"), lazyCheck(func() knownvalue.Check { return imagesCheck(want) }))},
+				Check:             func(*terraform.State) error { checkGitLabDigests(t, image, want); return nil },
+			},
+			{
+				Config:           config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+			{
+				// Tags leaving the filter leave state, but stay in GitLab.
+				Config: mirroredConfig(project, repo, `  tag_regex = "^[ad]$"`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					expectTagChanges{addr, []string{"b", "c"}},
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{statecheck.ExpectKnownValue(addr, tfjsonpath.New("images"),
+					lazyCheck(func() knownvalue.Check { return imagesCheck(map[string]string{"a": want["a"], "d": want["d"]}) }))},
+				Check: func(*terraform.State) error { checkGitLabDigests(t, image, want); return nil },
+			},
+			{
+				ResourceName:      addr,
+				ImportState:       true,
+				ImportStateId:     repo + ":" + project,
+				ImportStateVerify: true,
+				// Import cannot know the filter: it manages every source tag GitLab holds.
+				ImportStateVerifyIgnore: []string{"timeouts", "tag_regex", "images", "images.%", "images.b", "images.c"},
+			},
+		},
+	})
+	testEnv.GitLabProxy.SetFault(nil)
+}
+
+func TestAccMirroredImage_partialFailure(t *testing.T) {
+	name := uniqueName(t)
+	repo := "partial/" + name
+	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	image := project + "/" + repo
+	addr := "imagesync_gitlab_mirrored_image.test"
+	ok1 := pushECR(t, repo, "ok1", localenv.ImageSpec{})
+	config := mirroredConfig(project, repo, "")
+	var puts manifestPuts
+	var ok2, bad localenv.Image
+	t.Cleanup(func() { testEnv.GitLabProxy.SetFault(nil) })
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				Check: func(*terraform.State) error {
+					checkGitLabDigests(t, image, map[string]string{"ok1": ok1.Digest})
+					return nil
+				},
+			},
+			{
+				// Two new tags; the registry refuses one of them.
+				PreConfig: func() {
+					ok2 = pushECR(t, repo, "ok2", localenv.ImageSpec{})
+					bad = pushECR(t, repo, "bad", localenv.ImageSpec{})
+					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
+						if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/"+repo+"/manifests/bad") {
+							return http.StatusForbidden, `{"errors":[{"code":"DENIED","message":"injected failure for tag bad"}]}`, true
+						}
+						return 0, "", false
+					})
+				},
+				Config:      config,
+				ExpectError: regexp.MustCompile(`(?s)Tag Copy Failed.*bad.*injected failure for tag bad`),
+			},
+			{
+				// ok2 landed and is in state: the re-apply plans and copies only bad.
+				PreConfig: func() {
+					checkGitLabDigests(t, image, map[string]string{"ok1": ok1.Digest, "ok2": ok2.Digest})
+					if _, found := gitlabDigest(t, image, "bad"); found {
+						t.Fatal("tag bad reached GitLab despite the injected failure")
+					}
+					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) { puts.observe(r); return 0, "", false })
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+					expectTagChanges{addr, []string{"bad"}},
+				}},
+				Check: func(*terraform.State) error {
+					checkGitLabDigests(t, image, map[string]string{"ok1": ok1.Digest, "ok2": ok2.Digest, "bad": bad.Digest})
+					if got := puts.list(); len(got) != 1 || !strings.HasSuffix(got[0], "/manifests/bad") {
+						t.Errorf("re-apply sent manifest PUTs %v, want only the one for bad", got)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
+
+func TestAccMirroredImage_tokenExpiresMidCopy(t *testing.T) {
+	name := uniqueName(t)
+	repo := "expiry/" + name
+	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	image := project + "/" + repo
+	img := pushECR(t, repo, "v1", localenv.ImageSpec{OwnLayerSize: 4 << 20, Platforms: 2})
+	testEnv.GitLab.SetTokenTTL(2 * time.Second)
+	t.Cleanup(func() {
+		testEnv.GitLab.SetTokenTTL(300 * time.Second)
+		testEnv.GitLabProxy.SetFault(nil)
+	})
+	// The first blob upload to this image stalls past the token's lifetime
+	// before it reaches the registry (the token lapses between two requests of
+	// the copy); the next stalls in the middle of its body (the token lapses
+	// in the middle of a blob).
+	var uploads atomic.Int32
+	testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
+		if strings.Contains(r.URL.Path, "/"+repo+"/blobs/uploads/") && (r.Method == http.MethodPut || r.Method == http.MethodPatch) {
+			switch uploads.Add(1) {
+			case 1:
+				time.Sleep(2500 * time.Millisecond)
+			case 2:
+				r.Body = &stallingReader{r: r.Body, after: 1 << 20, pause: 2500 * time.Millisecond}
+			}
+		}
+		return 0, "", false
+	})
+	before := testEnv.GitLab.TokenRequests()
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: mirroredConfig(project, repo, ""),
+			Check: func(*terraform.State) error {
+				checkGitLabDigests(t, image, map[string]string{"v1": img.Digest})
+				if n := uploads.Load(); n < 2 {
+					t.Errorf("%d blob uploads seen; the stalls were not exercised", n)
+				}
+				if n := testEnv.GitLab.TokenRequests() - before; n < 2 {
+					t.Errorf("%d registry token requests; the token should have been renewed", n)
+				}
+				return nil
+			},
+		}},
+	})
+}
+
+// stallingReader pauses once after the first bytes of a request body.
+type stallingReader struct {
+	r     io.ReadCloser
+	after int
+	pause time.Duration
+	read  int
+}
+
+func (s *stallingReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if s.read < s.after && s.read+n >= s.after {
+		time.Sleep(s.pause)
+	}
+	s.read += n
+	return n, err
+}
+
+func (s *stallingReader) Close() error { return s.r.Close() }
+
+func TestAccMirroredImage_destroy(t *testing.T) {
+	name := uniqueName(t)
+	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	kept, deleted := "keep/"+name, "delete/"+name
+	k := pushECR(t, kept, "v1", localenv.ImageSpec{})
+	d := pushECR(t, deleted, "v1", localenv.ImageSpec{})
+	tagECR(t, deleted, "v1", "v1.0")
+	config := providerConfig() + fmt.Sprintf(`
+resource "imagesync_gitlab_mirrored_image" "keep" {
+  source_repository = %q
+  gitlab_project    = %q
+}
+resource "imagesync_gitlab_mirrored_image" "delete" {
+  source_repository = %q
+  gitlab_project    = %q
+  delete_on_destroy = true
+}
+`, kept, project, deleted, project)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: config,
+			Check: func(*terraform.State) error {
+				// A tag the resource does not manage: it must survive the destroy.
+				if _, err := testEnv.PushGitLabImage(context.Background(), project+"/"+deleted, "other", localenv.ImageSpec{}); err != nil {
+					t.Fatal(err)
+				}
+				return nil
+			},
+		}},
+		CheckDestroy: func(*terraform.State) error {
+			checkGitLabDigests(t, project+"/"+kept, map[string]string{"v1": k.Digest})
+			for _, tag := range []string{"v1", "v1.0"} {
+				if _, found := gitlabDigest(t, project+"/"+deleted, tag); found {
+					t.Errorf("tag %s survived delete_on_destroy", tag)
+				}
+			}
+			if _, found := gitlabDigest(t, project+"/"+deleted, "other"); !found {
+				t.Error("delete_on_destroy removed a tag the resource did not manage")
+			}
+			_ = d
+			return nil
+		},
+	})
+}
+
+func TestAccMirroredImage_importExisting(t *testing.T) {
+	name := uniqueName(t)
+	repo := "imported/" + name
+	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	image := project + "/" + repo
+	addr := "imagesync_gitlab_mirrored_image.test"
+	v1 := pushECR(t, repo, "v1", localenv.ImageSpec{})
+	pushECR(t, repo, "v2", localenv.ImageSpec{OCI: true})
+	// Copied earlier by another tool: regclient straight from registry to registry.
+	rc := testEnv.RegistryClient()
+	for _, tag := range []string{"v1", "v2"} {
+		src, _ := testEnv.ECRRef(repo, tag)
+		dst, _ := testEnv.GitLabRef(image, tag)
+		if err := rc.ImageCopy(context.Background(), src, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config := mirroredConfig(project, repo, "")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:             config,
+				ResourceName:       addr,
+				ImportState:        true,
+				ImportStateId:      repo + ":" + project + ":" + repo,
+				ImportStatePersist: true,
+			},
+			{
+				// Nothing differs: an empty plan after import.
+				Config:           config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+			{
+				// v2 moves in ECR: only v2 is planned.
+				PreConfig: func() { pushECR(t, repo, "v2", localenv.ImageSpec{}) },
+				Config:    config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					expectTagChanges{addr, []string{"v2"}},
+				}},
+				Check: func(*terraform.State) error {
+					checkGitLabDigests(t, image, map[string]string{"v1": v1.Digest})
+					return nil
+				},
+			},
+			{
+				Config:        config,
+				ResourceName:  addr,
+				ImportState:   true,
+				ImportStateId: "not-a-valid-id",
+				ExpectError:   regexp.MustCompile(`Invalid Import ID`),
+			},
+		},
+	})
+}
+
+func TestAccMirroredImage_badInput(t *testing.T) {
+	project := testEnv.GitLab.AddProject("acc/" + uniqueName(t)).Path
+	web := seeded(t, "web")
+	zero := "sha256:" + strings.Repeat("0", 64)
+	cases := []struct {
+		name, source, extra, project string
+		want                         string
+	}{
+		{"uppercase target", "web", `  target_image = "Web/API"`, project, `(?s)Invalid Target Image Name.*"Web/API".*"web/api"`},
+		{"deep target", "web", `  target_image = "a/b/c"`, project, `(?s)Invalid Target Image Name.*"a/b/c".*3\s+path\s+segments.*"a-b/c"`},
+		{"deep default", "org/team/svc/api", "", project, `(?s)Invalid Target Image Name.*source_repository.*"org/team/svc/api".*"org-team-svc/api"`},
+		{"digest not in ECR", "web", fmt.Sprintf(`  images = { "v1.0" = %q }`, zero), project, `(?s)Digest Not in ECR for This Tag.*"v1.0"`},
+		{"tag not in ECR", "web", fmt.Sprintf(`  images = { "nope" = %q }`, web["v1.0"]), project, `(?s)Tag Not in ECR.*"nope"`},
+		{"malformed digest", "web", `  images = { "v1.0" = "latest" }`, project, `(?s)images.*must\s+be\s+a\s+digest`},
+		{"bad tag regex", "web", `  tag_regex = "v(1"`, project, `(?s)Invalid Regular Expression.*v\(1`},
+		{"bad project", "web", "", "https://gitlab.com/group/project", `(?s)Invalid GitLab Project.*https://gitlab.com/group/project`},
+		{"missing source", "no-such-repo", "", project, `(?s)ECR Repository Not Found.*no-such-repo`},
+		{"bad source name", "Team/API", "", project, `Invalid ECR Repository Name`},
+	}
+	var steps []resource.TestStep
+	for _, c := range cases {
+		steps = append(steps, resource.TestStep{
+			Config:      mirroredConfig(c.project, c.source, c.extra),
+			PlanOnly:    true,
+			ExpectError: regexp.MustCompile(c.want),
+		})
+	}
+	// A project that does not exist is found out at apply.
+	steps = append(steps, resource.TestStep{
+		Config:      mirroredConfig("acc/no-such-project", "web", ""),
+		ExpectError: regexp.MustCompile(`(?s)GitLab Project Not Found.*acc/no-such-project`),
+	})
+	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: testAccProtoV6ProviderFactories, Steps: steps})
+}
