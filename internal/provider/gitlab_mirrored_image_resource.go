@@ -203,6 +203,10 @@ func (r *mirroredImageResource) ModifyPlan(ctx context.Context, req resource.Mod
 			return
 		}
 	}
+	if plan.ID.IsUnknown() && !plan.SourceRepository.IsUnknown() && !plan.GitLabProject.IsUnknown() && !plan.TargetImage.IsUnknown() {
+		plan.ID = types.StringValue(strings.Join([]string{plan.SourceRepository.ValueString(), plan.GitLabProject.ValueString(), plan.TargetImage.ValueString()}, importIDSeparator))
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("id"), plan.ID)...)
+	}
 	if plan.SourceRepository.IsUnknown() || plan.Images.IsUnknown() && !config.Images.IsNull() || plan.TagRegex.IsUnknown() {
 		return // known only at apply; Create and Update look the source up then
 	}

@@ -7,6 +7,9 @@
 //	go run ./internal/cmd/localenv push -dir .localenv -repo web -tag latest [-oci] [-platforms N] [-size BYTES]
 //	    push a new random image to a running environment's ECR repo:tag and
 //	    print its digest
+//	go run ./internal/cmd/localenv demo
+//	    the README's demo: start, terraform init/plan/apply on examples/demo,
+//	    an empty rerun, one tag moved in ECR and its plan; then stop
 package main
 
 import (
@@ -24,6 +27,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "demo" {
+		if err := demo(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "push" {
 		if err := push(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "localenv push:", err)

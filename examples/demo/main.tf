@@ -1,0 +1,34 @@
+# The migration as a user writes it: list the ECR repositories, mirror each
+# one into the GitLab project. `make demo` runs it against the local
+# environment; the provider reads its endpoints and credentials from the
+# environment (AWS_*, GITLAB_*, IMAGESYNC_*), so this file has none.
+terraform {
+  required_providers {
+    imagesync = {
+      source = "imagesync/imagesync"
+    }
+  }
+}
+
+provider "imagesync" {}
+
+variable "gitlab_project" {
+  description = "GitLab project that receives the images."
+  type        = string
+  default     = "migration/images"
+}
+
+data "imagesync_ecr_repositories" "all" {}
+
+resource "imagesync_gitlab_mirrored_image" "mirror" {
+  for_each = { for r in data.imagesync_ecr_repositories.all.repositories : r.name => r }
+
+  source_repository = each.key
+  gitlab_project    = var.gitlab_project
+  images            = each.value.images
+}
+
+output "migrated" {
+  description = "Where each ECR repository now lives in GitLab."
+  value       = { for name, m in imagesync_gitlab_mirrored_image.mirror : name => m.target_reference }
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+)
+
+// demo is `make demo`: the users' loop end to end on the local environment.
+// It builds the provider, runs terraform init/plan/apply on examples/demo with
+// a dev_overrides CLI config, proves the rerun is empty, moves one tag in ECR
+// and shows the one-tag plan; then it stops everything it started.
+func demo(args []string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		root = args[0]
+	}
+	example := filepath.Join(root, "examples", "demo")
+	if _, err := os.Stat(filepath.Join(example, "main.tf")); err != nil {
+		return fmt.Errorf("run the demo from the repository root: %w", err)
+	}
+	work, err := os.MkdirTemp("", "imagesync-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	step("starting the local environment: moto (ECR API), docker-registry x2, fake GitLab")
+	env, err := localenv.Start(ctx, localenv.Options{Seed: true, Logf: func(f string, a ...any) { fmt.Printf("    "+f+"\n", a...) }})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		step("stopping the local environment")
+		_ = env.Close()
+	}()
+
+	step("building the provider")
+	pluginDir := filepath.Join(work, "plugins")
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(pluginDir, "terraform-provider-imagesync"), ".")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building the provider: %w", err)
+	}
+	// dev_overrides runs the fresh build; the filesystem mirror holds the same
+	// binary so that terraform init, which ignores overrides, finds it too and
+	// nothing is downloaded.
+	mirror := filepath.Join(work, "mirror")
+	mirrored := filepath.Join(mirror, "registry.terraform.io", "imagesync", "imagesync", "0.1.0", runtime.GOOS+"_"+runtime.GOARCH)
+	if err := os.MkdirAll(mirrored, 0o755); err != nil {
+		return err
+	}
+	if err := os.Link(filepath.Join(pluginDir, "terraform-provider-imagesync"), filepath.Join(mirrored, "terraform-provider-imagesync_v0.1.0")); err != nil {
+		return err
+	}
+	cliConfig := filepath.Join(work, "terraformrc")
+	if err := os.WriteFile(cliConfig, fmt.Appendf(nil, `provider_installation {
+  dev_overrides {
+    "registry.terraform.io/imagesync/imagesync" = %q
+  }
+  filesystem_mirror {
+    path    = %q
+    include = ["registry.terraform.io/imagesync/*"]
+  }
+}
+`, pluginDir, mirror), 0o600); err != nil {
+		return err
+	}
+	tfDir := filepath.Join(work, "demo")
+	if err := os.MkdirAll(tfDir, 0o755); err != nil {
+		return err
+	}
+	src, err := os.ReadFile(filepath.Join(example, "main.tf"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tfDir, "main.tf"), src, 0o600); err != nil {
+		return err
+	}
+
+	environ := append(os.Environ(), "TF_CLI_CONFIG_FILE="+cliConfig, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+	for k, v := range env.EnvVars() {
+		environ = append(environ, k+"="+v)
+	}
+	tf := func(args ...string) (int, error) {
+		fmt.Printf("\n$ terraform %s\n", joinArgs(args))
+		cmd := exec.CommandContext(ctx, "terraform", args...)
+		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = tfDir, environ, os.Stdout, os.Stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode(), nil
+		}
+		return 0, err
+	}
+	mustTF := func(want int, args ...string) error {
+		code, err := tf(args...)
+		if err != nil {
+			return err
+		}
+		if code != want {
+			return fmt.Errorf("terraform %s exited %d, want %d", joinArgs(args), code, want)
+		}
+		return nil
+	}
+
+	step("terraform init, then the migration plan: every repository, every tag and digest")
+	if err := mustTF(0, "init", "-input=false", "-no-color"); err != nil {
+		return err
+	}
+	if err := mustTF(0, "plan", "-input=false", "-out=migration.tfplan"); err != nil {
+		return err
+	}
+	step("terraform apply: copy exactly what the plan says, registry to registry")
+	start := time.Now()
+	if err := mustTF(0, "apply", "-input=false", "migration.tfplan"); err != nil {
+		return err
+	}
+	fmt.Printf("    apply took %.1fs\n", time.Since(start).Seconds())
+
+	step("rerun: GitLab holds every tag at ECR's digest, so the plan is empty")
+	if err := mustTF(0, "plan", "-input=false", "-detailed-exitcode"); err != nil {
+		return err
+	}
+
+	step("moving tag web:latest in ECR to a new image")
+	img, err := env.PushECRImage(ctx, "web", "latest", localenv.ImageSpec{})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    web:latest is now %s\n", img.Digest)
+	step("the next plan shows exactly that one tag")
+	if err := mustTF(2, "plan", "-input=false", "-detailed-exitcode", "-out=moved.tfplan"); err != nil {
+		return err
+	}
+	if err := mustTF(0, "apply", "-input=false", "moved.tfplan"); err != nil {
+		return err
+	}
+	if err := mustTF(0, "plan", "-input=false", "-detailed-exitcode"); err != nil {
+		return err
+	}
+	step("demo finished: migrated, verified, drift detected and repaired")
+	return nil
+}
+
+func step(msg string) { fmt.Printf("\n==> %s\n", msg) }
+
+func joinArgs(args []string) string {
+	out := ""
+	for i, a := range args {
+		if i > 0 {
+			out += " "
+		}
+		out += a
+	}
+	return out
+}
