@@ -19,8 +19,8 @@ import (
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
 	"github.com/regclient/regclient/scheme/reg"
-	"github.com/regclient/regclient/types"
 	"github.com/regclient/regclient/types/errs"
+	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
@@ -60,7 +60,9 @@ type Config struct {
 // Engine copies images; safe for concurrent use by many resources.
 type Engine struct {
 	cfg Config
-	sem chan struct{}
+	sem chan struct{} // bounds blob transfers across every resource
+	// blobs remembers which GitLab repositories hold which blobs, for mounts.
+	blobs *blobIndex
 
 	mu      sync.Mutex
 	rc      *regclient.RegClient
@@ -77,7 +79,7 @@ func New(cfg Config) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = func(context.Context, string, map[string]any) {}
 	}
-	return &Engine{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), glHosts: map[string]bool{}}
+	return &Engine{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), glHosts: map[string]bool{}, blobs: newBlobIndex()}
 }
 
 // AddGitLabRegistry makes a GitLab registry host known to the engine.
@@ -258,6 +260,7 @@ type Stats struct {
 	Digests      int
 	Bytes        int64
 	BlobsCopied  int
+	BlobsMounted int
 	BlobsSkipped int
 }
 
@@ -317,17 +320,6 @@ func (e *Engine) copyDigests(ctx context.Context, rc *regclient.RegClient, src, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			select {
-			case e.sem <- struct{}{}:
-			case <-ctx.Done():
-				mu.Lock()
-				for _, t := range tags {
-					res.Failed[t] = ctx.Err()
-				}
-				mu.Unlock()
-				return
-			}
-			defer func() { <-e.sem }()
 			stats, landed, failed := e.copyDigest(ctx, rc, src, tgt, dig, tags, req.CopyReferrers)
 			mu.Lock()
 			defer mu.Unlock()
@@ -348,6 +340,7 @@ func (s *Stats) add(o Stats) {
 	s.Digests += o.Digests
 	s.Bytes += o.Bytes
 	s.BlobsCopied += o.BlobsCopied
+	s.BlobsMounted += o.BlobsMounted
 	s.BlobsSkipped += o.BlobsSkipped
 }
 
@@ -357,36 +350,22 @@ func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, t
 	start := time.Now()
 	var (
 		st     Stats
-		stMu   sync.Mutex
 		failed = map[string]error{}
 		landed []string
 	)
-	cb := func(kind types.CallbackKind, _ string, state types.CallbackState, _, total int64) {
-		if kind != types.CallbackBlob {
-			return
-		}
-		stMu.Lock()
-		defer stMu.Unlock()
-		switch state {
-		case types.CallbackFinished:
-			st.BlobsCopied++
-			st.Bytes += total
-		case types.CallbackSkipped:
-			st.BlobsSkipped++
-		}
-	}
-	opts := []regclient.ImageOpts{regclient.ImageWithCallback(cb)}
-	if referrers {
-		opts = append(opts, regclient.ImageWithReferrers())
-	}
-	srcRef := src.SetDigest(dig)
 	first := tgt.SetTag(tags[0])
-	var err error
+	var (
+		err error
+		top manifest.Manifest
+	)
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		// A registry token can lapse between two requests of one copy (GitLab's
 		// last 5 minutes); the next attempt gets a fresh one and skips the
 		// blobs that already landed.
-		err = rc.ImageCopy(ctx, srcRef, first, opts...)
+		c := &copier{e: e, rc: rc, src: src.SetTag(""), tgt: tgt.SetTag(""), referrers: referrers}
+		err = c.copyManifest(ctx, dig, tags[0])
+		st.add(c.stats)
+		top = c.top
 		if err == nil || !errors.Is(err, errs.ErrHTTPUnauthorized) || ctx.Err() != nil {
 			break
 		}
@@ -397,6 +376,7 @@ func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, t
 			break
 		}
 	}
+	srcRef := src.SetDigest(dig)
 	if err != nil {
 		err = explain(err, srcRef, first)
 		for _, t := range tags {
@@ -407,12 +387,9 @@ func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, t
 	st.Digests = 1
 	landed = append(landed, tags[0])
 	if len(tags) > 1 {
-		m, err := rc.ManifestGet(ctx, tgt.SetDigest(dig))
+		// Further tags on the digest: the same manifest bytes, one PUT each.
 		for _, t := range tags[1:] {
-			if err == nil {
-				err = rc.ManifestPut(ctx, tgt.SetTag(t), m)
-			}
-			if err != nil {
+			if err := rc.ManifestPut(ctx, tgt.SetTag(t), top); err != nil {
 				failed[t] = explain(err, srcRef, tgt.SetTag(t))
 				continue
 			}
@@ -427,6 +404,7 @@ func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, t
 			"digest":        dig,
 			"bytes":         st.Bytes,
 			"blobs_copied":  st.BlobsCopied,
+			"blobs_mounted": st.BlobsMounted,
 			"blobs_skipped": st.BlobsSkipped,
 			"seconds":       time.Since(start).Seconds(),
 		})

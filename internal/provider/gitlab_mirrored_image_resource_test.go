@@ -200,6 +200,36 @@ resource "imagesync_gitlab_mirrored_image" "m" {
 			statecheck.ExpectKnownValue(addr, tfjsonpath.New("id"), knownvalue.StringExact(repo+":"+project+":"+repo)),
 		)
 	}
+	// Every blob leaves ECR once, however many repositories share it: the
+	// shared base layers are mounted in GitLab from the first copy.
+	var blobGets sync.Map
+	var mounts atomic.Int32
+	testEnv.ECRProxy.SetFault(func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+			n, _ := blobGets.LoadOrStore(r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:], new(atomic.Int32))
+			n.(*atomic.Int32).Add(1) //nolint:forcetypeassert // only *atomic.Int32 is stored
+		}
+		return 0, "", false
+	})
+	testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodPost && r.URL.Query().Get("mount") != "" && r.URL.Query().Get("from") != "" {
+			mounts.Add(1)
+		}
+		return 0, "", false
+	})
+	t.Cleanup(func() { testEnv.ECRProxy.SetFault(nil); testEnv.GitLabProxy.SetFault(nil) })
+	blobsOnce := checkNow(func() {
+		blobGets.Range(func(k, v any) bool {
+			if n := v.(*atomic.Int32).Load(); n != 1 { //nolint:forcetypeassert // see above
+				t.Errorf("blob %v read from ECR %d times, want once", k, n)
+			}
+			return true
+		})
+		// 4 repositories share 2 base layers: 3 of them mount both.
+		if n := mounts.Load(); n < 6 {
+			t.Errorf("%d cross-repository mounts, want at least 6", n)
+		}
+	})
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		Steps: []resource.TestStep{
@@ -216,7 +246,7 @@ resource "imagesync_gitlab_mirrored_image" "m" {
 					}
 					checkIndexIntact(t, project+"/team/worker", seeded(t, "team/worker"))
 					checkReferrerCopied(t, project+"/signed/app")
-				})),
+				}), blobsOnce),
 			},
 			{
 				Config:           config,
