@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
@@ -137,4 +138,77 @@ func checkGitLabDigests(t *testing.T, image string, want map[string]string) {
 			t.Errorf("GitLab %s:%s is %s; want %s", image, tag, got, dig)
 		}
 	}
+}
+
+func TestAccProvider_badConfiguration(t *testing.T) {
+	ds := `
+data "imagesync_ecr_repositories" "x" {
+  names = ["web"]
+}
+`
+	cases := []struct {
+		provider string
+		want     string
+	}{
+		{`provider "imagesync" {
+  ecr { region = "Europe" }
+}`, `(?s)ecr.region.*must\s+be\s+an\s+AWS\s+region`},
+		{`provider "imagesync" {
+  ecr { registry_id = "12345" }
+}`, `(?s)registry_id.*12-digit`},
+		{`provider "imagesync" {
+  gitlab { base_url = "gitlab.example.com" }
+}`, `(?s)Invalid URL.*gitlab.example.com`},
+		{`provider "imagesync" {
+  gitlab { registry_url = "https://registry.example.com/v2" }
+}`, `(?s)Invalid GitLab Registry URL.*no\s+path`},
+		{`provider "imagesync" {
+  max_concurrent_blobs = 0
+}`, `(?s)max_concurrent_blobs.*between\s+1\s+and\s+64`},
+		{`provider "imagesync" {
+  requests_per_second = -1
+}`, `(?s)requests_per_second.*at\s+least\s+0`},
+		{`provider "imagesync" {
+  ecr {
+    assume_role { role_arn = "migration" }
+  }
+}`, `(?s)role_arn.*IAM\s+role\s+ARN`},
+	}
+	var steps []resource.TestStep
+	for _, c := range cases {
+		steps = append(steps, resource.TestStep{Config: c.provider + ds, ExpectError: regexp.MustCompile(c.want)})
+	}
+	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: testAccProtoV6ProviderFactories, Steps: steps})
+}
+
+func TestAccProvider_missingGitLabToken(t *testing.T) {
+	t.Setenv("GITLAB_TOKEN", "")
+	t.Setenv("CI_JOB_TOKEN", "")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: providerConfig() + `
+resource "imagesync_gitlab_mirrored_image" "x" {
+  source_repository = "web"
+  gitlab_project    = "migration/images"
+}
+`,
+			ExpectError: regexp.MustCompile(`(?s)GitLab Token Missing.*GITLAB_TOKEN`),
+		}},
+	})
+}
+
+func TestAccProvider_readOnlyIdentity(t *testing.T) {
+	// The provider runs as the moto IAM user that holds only the seed's
+	// read-only policy; a key moto does not know is refused with a hint.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: providerConfig() + `
+data "imagesync_ecr_repositories" "x" {}
+`,
+			ExpectError: regexp.MustCompile(`(?s)Cannot List ECR Repositories.*ecr:DescribeRepositories`),
+		}},
+	})
 }
