@@ -63,6 +63,7 @@ type Client struct {
 
 	mu    sync.Mutex
 	cred  Credential
+	tags  map[string]cachedTags
 	clock func() time.Time
 }
 
@@ -113,7 +114,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 
 // NewWithAPI wraps an existing API client.
 func NewWithAPI(api API, registryID, registryEndpoint string) *Client {
-	return &Client{api: api, registryID: registryID, endpoint: registryEndpoint, clock: time.Now}
+	return &Client{api: api, registryID: registryID, endpoint: registryEndpoint, clock: time.Now, tags: map[string]cachedTags{}}
 }
 
 // RegistryEndpoint is the override for registry traffic, or "".
@@ -203,8 +204,50 @@ func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, erro
 	return repos, nil
 }
 
+// tagCacheTTL is how long a repository's tag list is reused. One plan reads
+// each repository through the data source and again in every resource's plan;
+// the cache makes that one ListImages walk per repository per plan.
+const tagCacheTTL = 2 * time.Minute
+
+type cachedTags struct {
+	at   time.Time
+	tags map[string]string
+}
+
 // Tags returns tag -> digest for one repository, keeping tags the matcher accepts.
 func (c *Client) Tags(ctx context.Context, registryID, repository string, tagFilter Matcher) (map[string]string, error) {
+	all, err := c.allTags(ctx, registryID, repository)
+	if err != nil {
+		return nil, err
+	}
+	images := make(map[string]string, len(all))
+	for tag, dig := range all {
+		if tagFilter == nil || tagFilter.MatchString(tag) {
+			images[tag] = dig
+		}
+	}
+	return images, nil
+}
+
+func (c *Client) allTags(ctx context.Context, registryID, repository string) (map[string]string, error) {
+	key := aws.ToString(c.registry(registryID)) + "/" + repository
+	c.mu.Lock()
+	hit, ok := c.tags[key]
+	c.mu.Unlock()
+	if ok && c.clock().Sub(hit.at) < tagCacheTTL {
+		return hit.tags, nil
+	}
+	images, err := c.listTags(ctx, registryID, repository)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.tags[key] = cachedTags{at: c.clock(), tags: images}
+	c.mu.Unlock()
+	return images, nil
+}
+
+func (c *Client) listTags(ctx context.Context, registryID, repository string) (map[string]string, error) {
 	images := map[string]string{}
 	p := ecr.NewListImagesPaginator(c.api, &ecr.ListImagesInput{
 		RegistryId:     c.registry(registryID),
@@ -222,7 +265,7 @@ func (c *Client) Tags(ctx context.Context, registryID, repository string, tagFil
 		}
 		for _, id := range out.ImageIds {
 			tag := aws.ToString(id.ImageTag)
-			if tag == "" || (tagFilter != nil && !tagFilter.MatchString(tag)) {
+			if tag == "" {
 				continue
 			}
 			images[tag] = aws.ToString(id.ImageDigest)
