@@ -211,9 +211,9 @@ func (e *Engine) heads(ctx context.Context, rc *regclient.RegClient, base ref.Re
 		refused []string
 		lim     = make(chan struct{}, 16)
 	)
-	for _, tag := range tags {
+	for i, tag := range tags {
 		wg.Add(1)
-		go func() {
+		head := func() {
 			defer wg.Done()
 			lim <- struct{}{}
 			defer func() { <-lim }()
@@ -230,7 +230,14 @@ func (e *Engine) heads(ctx context.Context, rc *regclient.RegClient, base ref.Re
 				}
 				errl = append(errl, fmt.Errorf("tag %q: %w", tag, err))
 			}
-		}()
+		}
+		if i == 0 {
+			// Alone first: it meets the registry's token challenge once, and
+			// the other HEADs go out with the token instead of each drawing a 401.
+			head()
+			continue
+		}
+		go head()
 	}
 	wg.Wait()
 	return refused, errl
