@@ -25,6 +25,7 @@ var (
 	// projectPathPattern is a GitLab project path: namespace segments and the project.
 	projectPathPattern = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
 	numericIDPattern   = regexp.MustCompile(`^[1-9][0-9]*$`)
+	separatorRun       = regexp.MustCompile(`[._-]+`)
 )
 
 // maxImageSegments is how deep an image may sit below its GitLab project.
@@ -64,6 +65,12 @@ func suggestImageName(name string) string {
 			}
 			return '-'
 		}, s)
+		s = separatorRun.ReplaceAllStringFunc(s, func(run string) string {
+			if run == "." || run == "_" || run == "__" || strings.Trim(run, "-") == "" {
+				return run
+			}
+			return "-"
+		})
 		s = strings.Trim(s, "._-")
 		if s != "" {
 			clean = append(clean, s)
@@ -183,7 +190,8 @@ func (ecrRepositoryValidator) ValidateString(_ context.Context, req validator.St
 		return
 	}
 	s := req.ConfigValue.ValueString()
-	if len(s) >= 2 && len(s) <= 256 && ecrNamePattern.MatchString(s) {
+	looksLikeURI := strings.Contains(s, ".dkr.ecr.") || strings.Contains(s, ".amazonaws.com/")
+	if len(s) >= 2 && len(s) <= 256 && ecrNamePattern.MatchString(s) && !looksLikeURI {
 		return
 	}
 	resp.Diagnostics.AddAttributeError(req.Path, "Invalid ECR Repository Name",

@@ -1,0 +1,235 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+)
+
+func TestTargetImageProblem(t *testing.T) {
+	tests := []struct {
+		name        string
+		wantProblem string // substring; "" means valid
+		wantSuggest string
+	}{
+		{"web", "", ""},
+		{"team/api", "", ""},
+		{"a.b_c-d", "", ""},
+		{"a__b", "", ""},
+		{"a--b", "", ""},
+		{"v2/x9", "", ""},
+		{"", "is empty", "image"},
+		{"Web", `"Web"`, "web"},
+		{"a/b/c", "has 3 path segments", "a-b/c"},
+		{"org/team/svc/api", "has 4 path segments", "org-team-svc/api"},
+		{"-lead", `"-lead"`, "lead"},
+		{"trail-", `"trail-"`, "trail"},
+		{"a//b", `""`, "a/b"},
+		{"UPPER/Case", `"UPPER", "Case"`, "upper/case"},
+		{"team/my app", `"my app"`, "team/my-app"},
+		{"/web", `""`, "web"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			problem, suggestion := targetImageProblem(tt.name)
+			if tt.wantProblem == "" {
+				if problem != "" || suggestion != "" {
+					t.Errorf("targetImageProblem(%q) = %q, %q; want valid", tt.name, problem, suggestion)
+				}
+				return
+			}
+			if !strings.Contains(problem, tt.wantProblem) {
+				t.Errorf("problem = %q, want it to contain %q", problem, tt.wantProblem)
+			}
+			if suggestion != tt.wantSuggest {
+				t.Errorf("suggestion = %q, want %q", suggestion, tt.wantSuggest)
+			}
+		})
+	}
+}
+
+func TestSuggestImageName(t *testing.T) {
+	tests := map[string]string{
+		"web":              "web",
+		"Team/API":         "team/api",
+		"a/b/c/d":          "a-b-c/d",
+		"org/team/svc/api": "org-team-svc/api",
+		"":                 "image",
+		"///":              "image",
+		"--":               "image",
+		"_x_/y.":           "x/y",
+		"café/ü":           "caf",
+		"my app:1.0":       "my-app-1.0",
+	}
+	for in, want := range tests {
+		if got := suggestImageName(in); got != want {
+			t.Errorf("suggestImageName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The suggestion is offered as a fix, so GitLab must accept it.
+func TestSuggestImageNameIsValid(t *testing.T) {
+	for _, in := range []string{
+		"", "Web", "a/b/c", "org/team/svc/api", "-lead", "trail-", "a//b", "UPPER/Case",
+		"My Team/My App/v2", "x/@@/y", "team/api:latest", "a/b/c/d/e/f",
+	} {
+		s := suggestImageName(in)
+		if problem, _ := targetImageProblem(s); problem != "" {
+			t.Errorf("suggestImageName(%q) = %q, which itself %s", in, s, problem)
+		}
+	}
+}
+
+// Inner runs of separators that the grammar refuses are collapsed, so the
+// suggestion is itself a valid name.
+func TestSuggestImageNameRepeatedSeparators(t *testing.T) {
+	for _, in := range []string{"a..b", "a._b", "a___b", "a-.b", "my--.app"} {
+		s := suggestImageName(in)
+		if problem, _ := targetImageProblem(s); problem != "" {
+			t.Errorf("suggestImageName(%q) = %q, which itself %s", in, s, problem)
+		}
+	}
+}
+
+// validate runs v on value at path "x".
+func validate(v validator.String, value types.String) diag.Diagnostics {
+	req := validator.StringRequest{Path: path.Root("x"), ConfigValue: value}
+	resp := &validator.StringResponse{}
+	v.ValidateString(context.Background(), req, resp)
+	return resp.Diagnostics
+}
+
+func TestValidators(t *testing.T) {
+	type tcase struct {
+		value string
+		ok    bool
+	}
+	tests := []struct {
+		name      string
+		v         validator.String
+		wantTitle string
+		cases     []tcase
+	}{
+		{"targetImage", targetImageValidator{}, "Invalid Target Image Name", []tcase{
+			{"web", true}, {"team/api", true}, {"a__b", true},
+			{"", false}, {"Web", false}, {"a/b/c", false}, {"a//b", false}, {"-lead", false},
+		}},
+		{"regex", regexValidator{}, "Invalid Regular Expression", []tcase{
+			{`^v\d+\.\d+$`, true}, {"", true}, {"team/.*", true},
+			{"(", false}, {"[a-", false}, {`(?=x)`, false}, {`(a)\1`, false}, {"*", false},
+		}},
+		{"url", urlValidator{}, "Invalid URL", []tcase{
+			{"https://gitlab.example.com", true}, {"http://127.0.0.1:8080", true}, {"https://gitlab.example.com/sub/", true},
+			{"gitlab.example.com", false}, {"ftp://gitlab.example.com", false}, {"https://", false},
+			{"", false}, {"/api/v4", false}, {"http://[::1", false},
+		}},
+		{"gitlabProject", gitlabProjectValidator{}, "Invalid GitLab Project", []tcase{
+			{"group/project", true}, {"Group/Sub.Group/my_project-1", true}, {"42", true}, {"1234567", true},
+			{"project", false}, {"0", false}, {"007", false}, {"-1", false}, {"group/project/", false},
+			{"/group/project", false}, {"group//project", false}, {"https://gitlab.com/group/project", false},
+			{"group/-project", false}, {"", false}, {"group/my project", false},
+		}},
+		{"ecrRepository", ecrRepositoryValidator{}, "Invalid ECR Repository Name", []tcase{
+			{"team/api", true}, {"ab", true}, {"a.b_c-d/e", true}, {strings.Repeat("a", 256), true},
+			{"a", false}, {strings.Repeat("a", 257), false}, {"Team/api", false}, {"team/", false},
+			{"/team", false}, {"team//api", false}, {"a..b", false}, {"-ab", false},
+			{"123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api", false}, // a URI, not a name
+			{"arn:aws:ecr:eu-west-1:123456789012:repository/team", false}, {"", false},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.v.Description(ctx) == "" || tt.v.MarkdownDescription(ctx) != tt.v.Description(ctx) {
+				t.Errorf("descriptions = %q, %q", tt.v.Description(ctx), tt.v.MarkdownDescription(ctx))
+			}
+			for _, c := range tt.cases {
+				diags := validate(tt.v, types.StringValue(c.value))
+				if c.ok {
+					if len(diags) != 0 {
+						t.Errorf("%q: unexpected diagnostics %v", c.value, diags)
+					}
+					continue
+				}
+				if !diags.HasError() || diags.ErrorsCount() != 1 || len(diags) != 1 {
+					t.Errorf("%q: diagnostics = %v, want exactly one error", c.value, diags)
+					continue
+				}
+				d := diags[0]
+				wp, ok := d.(diag.DiagnosticWithPath)
+				if !ok || !wp.Path().Equal(path.Root("x")) {
+					t.Errorf("%q: error not attached to path x: %v", c.value, d)
+				}
+				if d.Summary() != tt.wantTitle {
+					t.Errorf("%q: summary = %q, want %q", c.value, d.Summary(), tt.wantTitle)
+				}
+				if q := fmt.Sprintf("%q", c.value); !strings.Contains(d.Detail(), q) {
+					t.Errorf("%q: detail does not mention %s: %s", c.value, q, d.Detail())
+				}
+			}
+			for _, v := range []types.String{types.StringNull(), types.StringUnknown()} {
+				if diags := validate(tt.v, v); len(diags) != 0 {
+					t.Errorf("%v: unexpected diagnostics %v", v, diags)
+				}
+			}
+		})
+	}
+}
+
+// The target image error gives the suggestion as a ready-to-paste setting.
+func TestTargetImageValidatorSuggestion(t *testing.T) {
+	diags := validate(targetImageValidator{}, types.StringValue("org/team/svc/api"))
+	if len(diags) != 1 {
+		t.Fatalf("diagnostics = %v", diags)
+	}
+	if d := diags[0].Detail(); !strings.Contains(d, `target_image = "org-team-svc/api"`) || !strings.Contains(d, "4 path segments") {
+		t.Errorf("detail = %s", d)
+	}
+}
+
+func TestTagAndDigestPatterns(t *testing.T) {
+	hex64 := strings.Repeat("a1", 32)
+	hex128 := strings.Repeat("0f", 64)
+	tests := []struct {
+		name  string
+		re    interface{ MatchString(string) bool }
+		value string
+		want  bool
+	}{
+		{"tag", tagPattern, "latest", true},
+		{"tag", tagPattern, "v1.2.3-rc.1", true},
+		{"tag", tagPattern, "_internal", true},
+		{"tag", tagPattern, "V1_A", true},
+		{"tag", tagPattern, strings.Repeat("a", 128), true},
+		{"tag", tagPattern, strings.Repeat("a", 129), false},
+		{"tag", tagPattern, "", false},
+		{"tag", tagPattern, ".hidden", false},
+		{"tag", tagPattern, "-dash", false},
+		{"tag", tagPattern, "has space", false},
+		{"tag", tagPattern, "a/b", false},
+		{"tag", tagPattern, "v1:2", false},
+		{"tag", tagPattern, "v1\n", false},
+		{"digest", digestPattern, "sha256:" + hex64, true},
+		{"digest", digestPattern, "sha512:" + hex128, true},
+		{"digest", digestPattern, "sha256:" + hex64[:63], false},
+		{"digest", digestPattern, "sha256:" + hex64 + "a", false},
+		{"digest", digestPattern, "sha256:" + strings.ToUpper(hex64), false},
+		{"digest", digestPattern, "sha512:" + hex64, false},
+		{"digest", digestPattern, "sha256:" + hex128, false},
+		{"digest", digestPattern, "md5:" + hex64, false},
+		{"digest", digestPattern, hex64, false},
+		{"digest", digestPattern, "", false},
+	}
+	for _, tt := range tests {
+		if got := tt.re.MatchString(tt.value); got != tt.want {
+			t.Errorf("%s %q: match = %v, want %v", tt.name, tt.value, got, tt.want)
+		}
+	}
+}
