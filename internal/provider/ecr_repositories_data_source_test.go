@@ -43,6 +43,7 @@ func filterTags(images map[string]string, re string) map[string]string {
 }
 
 func TestAccECRRepositoriesDataSource_filters(t *testing.T) {
+	testAccPreCheck(t)
 	web, api, worker, signed := seeded(t, "web"), seeded(t, "team/api"), seeded(t, "team/worker"), seeded(t, "signed/app")
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
@@ -89,6 +90,7 @@ data "imagesync_ecr_repositories" "names" {
 }
 
 func TestAccECRRepositoriesDataSource_untaggedLeftOut(t *testing.T) {
+	testAccPreCheck(t)
 	// signed/app holds an untagged referrer in the registry only; in ECR every
 	// seeded image is tagged, and the data source must list tags alone.
 	signed := seeded(t, "signed/app")
@@ -108,6 +110,7 @@ data "imagesync_ecr_repositories" "signed" {
 }
 
 func TestAccECRRepositoriesDataSource_badInput(t *testing.T) {
+	testAccPreCheck(t)
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		Steps: []resource.TestStep{

@@ -174,6 +174,7 @@ resource "imagesync_gitlab_mirrored_image" "test" {
 }
 
 func TestAccMirroredImage_forEachFromDataSource(t *testing.T) {
+	testAccPreCheck(t)
 	project := testEnv.GitLab.AddProject("acc/" + uniqueName(t)).Path
 	repos := []string{"signed/app", "team/api", "team/worker", "web"}
 	config := providerConfig() + fmt.Sprintf(`
@@ -311,6 +312,7 @@ func checkReferrerCopied(t *testing.T, image string) {
 }
 
 func TestAccMirroredImage_driftBothSides(t *testing.T) {
+	testAccPreCheck(t)
 	name := uniqueName(t)
 	repo := "drift/" + name
 	project := testEnv.GitLab.AddProject("acc/" + name).Path
@@ -411,6 +413,7 @@ func TestAccMirroredImage_driftBothSides(t *testing.T) {
 }
 
 func TestAccMirroredImage_partialFailure(t *testing.T) {
+	testAccPreCheck(t)
 	name := uniqueName(t)
 	repo := "partial/" + name
 	project := testEnv.GitLab.AddProject("acc/" + name).Path
@@ -474,6 +477,7 @@ func TestAccMirroredImage_partialFailure(t *testing.T) {
 }
 
 func TestAccMirroredImage_tokenExpiresMidCopy(t *testing.T) {
+	testAccPreCheck(t)
 	name := uniqueName(t)
 	repo := "expiry/" + name
 	project := testEnv.GitLab.AddProject("acc/" + name).Path
@@ -539,6 +543,7 @@ func (s *stallingReader) Read(p []byte) (int, error) {
 func (s *stallingReader) Close() error { return s.r.Close() }
 
 func TestAccMirroredImage_destroy(t *testing.T) {
+	testAccPreCheck(t)
 	name := uniqueName(t)
 	project := testEnv.GitLab.AddProject("acc/" + name).Path
 	kept, deleted := "keep/"+name, "delete/"+name
@@ -585,6 +590,7 @@ resource "imagesync_gitlab_mirrored_image" "delete" {
 }
 
 func TestAccMirroredImage_importExisting(t *testing.T) {
+	testAccPreCheck(t)
 	name := uniqueName(t)
 	repo := "imported/" + name
 	project := testEnv.GitLab.AddProject("acc/" + name).Path
@@ -641,6 +647,7 @@ func TestAccMirroredImage_importExisting(t *testing.T) {
 }
 
 func TestAccMirroredImage_badInput(t *testing.T) {
+	testAccPreCheck(t)
 	project := testEnv.GitLab.AddProject("acc/" + uniqueName(t)).Path
 	web := seeded(t, "web")
 	zero := "sha256:" + strings.Repeat("0", 64)

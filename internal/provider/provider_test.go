@@ -141,6 +141,7 @@ func checkGitLabDigests(t *testing.T, image string, want map[string]string) {
 }
 
 func TestAccProvider_badConfiguration(t *testing.T) {
+	testAccPreCheck(t)
 	ds := `
 data "imagesync_ecr_repositories" "x" {
   names = ["web"]
@@ -182,6 +183,7 @@ data "imagesync_ecr_repositories" "x" {
 }
 
 func TestAccProvider_missingGitLabToken(t *testing.T) {
+	testAccPreCheck(t)
 	t.Setenv("GITLAB_TOKEN", "")
 	t.Setenv("CI_JOB_TOKEN", "")
 	resource.Test(t, resource.TestCase{
@@ -199,6 +201,7 @@ resource "imagesync_gitlab_mirrored_image" "x" {
 }
 
 func TestAccProvider_readOnlyIdentity(t *testing.T) {
+	testAccPreCheck(t)
 	// The provider runs as the moto IAM user that holds only the seed's
 	// read-only policy; a key moto does not know is refused with a hint.
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAUNKNOWNKEY000000")
@@ -211,4 +214,13 @@ data "imagesync_ecr_repositories" "x" {}
 			ExpectError: regexp.MustCompile(`(?s)Cannot List ECR Repositories.*ecr:DescribeRepositories`),
 		}},
 	})
+}
+
+// testAccPreCheck skips acceptance tests when TF_ACC is unset, before they
+// touch the local environment that TestMain starts only then.
+func testAccPreCheck(t *testing.T) {
+	t.Helper()
+	if testEnv == nil {
+		t.Skip("acceptance test: set TF_ACC=1 (make test does) to run it against the local environment")
+	}
 }
