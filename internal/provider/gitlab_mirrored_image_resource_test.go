@@ -681,3 +681,54 @@ func TestAccMirroredImage_badInput(t *testing.T) {
 	})
 	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: testAccProtoV6ProviderFactories, Steps: steps})
 }
+
+func TestAccMirroredImage_partialFailureOnCreate(t *testing.T) {
+	testAccPreCheck(t)
+	name := uniqueName(t)
+	repo := "partialcreate/" + name
+	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	image := project + "/" + repo
+	addr := "imagesync_gitlab_mirrored_image.test"
+	good := pushECR(t, repo, "good", localenv.ImageSpec{})
+	bad := pushECR(t, repo, "bad", localenv.ImageSpec{OCI: true})
+	config := mirroredConfig(project, repo, "")
+	var puts manifestPuts
+	t.Cleanup(func() { testEnv.GitLabProxy.SetFault(nil) })
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				PreConfig: func() {
+					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
+						if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/"+repo+"/manifests/bad") {
+							return http.StatusInternalServerError, `{"errors":[{"code":"UNKNOWN","message":"injected storage failure"}]}`, true
+						}
+						return 0, "", false
+					})
+				},
+				Config:      config,
+				ExpectError: regexp.MustCompile(`(?s)Tag Copy Failed.*bad.*injected storage failure`),
+			},
+			{
+				// Terraform taints a resource created with errors: the replacement
+				// deletes nothing (delete_on_destroy is false) and copies only bad.
+				PreConfig: func() {
+					checkGitLabDigests(t, image, map[string]string{"good": good.Digest})
+					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) { puts.observe(r); return 0, "", false })
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionReplace),
+				}},
+				Check: func(*terraform.State) error {
+					checkGitLabDigests(t, image, map[string]string{"good": good.Digest, "bad": bad.Digest})
+					if got := puts.list(); len(got) != 1 || !strings.HasSuffix(got[0], "/manifests/bad") {
+						t.Errorf("re-apply sent manifest PUTs %v, want only the one for bad", got)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
