@@ -1,0 +1,211 @@
+// Command bench compares the imagesync provider with skopeo sync, regsync and
+// crane on the same ECR -> GitLab migration, on the local environment of
+// internal/localenv (moto, two docker-registry servers behind counting
+// proxies, a fake GitLab). `make bench` runs it; `go run ./bench -small` is a
+// quick smoke run.
+//
+// For every tool and every run it copies the workload into a fresh GitLab
+// project, then runs the tool again on the finished mirror (the rerun), and
+// records wall time, bytes read from ECR, bytes written to GitLab and registry
+// requests, as counted by the proxies in front of both registries. It also
+// measures the wire limit (one sequential streaming copy of the workload's
+// unique blobs), the provider's peak RSS on a 1 GiB layer (-big) and how the
+// provider scales to ten times the workload (-tenx).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+)
+
+type options struct {
+	repos, tags, runs, scale int
+	big, small, tenx         bool
+	out                      string
+	tools                    string
+	verbose                  bool
+
+	// Layer sizes, set from -small.
+	baseLayerSize, ownLayerSize, bigLayerSize int64
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.repos, "repos", 40, "ECR repositories in the workload (before -scale)")
+	flag.IntVar(&o.tags, "tags", 4, "tags per repository (2 distinct digests per repository)")
+	flag.IntVar(&o.runs, "runs", 3, "cold runs per tool (the median is reported)")
+	flag.IntVar(&o.scale, "scale", 1, "multiplies the repository count")
+	flag.BoolVar(&o.big, "big", true, "also measure the provider's peak RSS copying one 1 GiB layer")
+	flag.BoolVar(&o.small, "small", false, "quick smoke run: 4 repositories, small layers, 1 run, 64 MiB big layer")
+	flag.BoolVar(&o.tenx, "tenx", false, "also run the provider cold on ten times the workload (expensive)")
+	flag.StringVar(&o.out, "out", "bench/results/latest.md", "markdown report file")
+	flag.StringVar(&o.tools, "tools", "provider,skopeo,regsync,crane", "comma-separated tools to run")
+	flag.BoolVar(&o.verbose, "v", false, "print the tools' output")
+	flag.Parse()
+
+	o.baseLayerSize, o.ownLayerSize, o.bigLayerSize = 15<<20, 3<<20, 1<<30
+	if o.small {
+		// Explicit -repos / -runs still win.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["repos"] {
+			o.repos = 4
+		}
+		if !set["runs"] {
+			o.runs = 1
+		}
+		o.baseLayerSize, o.ownLayerSize, o.bigLayerSize = 1<<20, 256<<10, 64<<20
+	}
+	if o.repos < 1 || o.tags < 1 || o.runs < 1 || o.scale < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -repos, -tags, -runs and -scale must be at least 1")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func run(ctx context.Context, o options) (err error) {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(root, "main.go")); err != nil {
+		return fmt.Errorf("run the bench from the repository root: %w", err)
+	}
+	work, err := os.MkdirTemp("", "imagesync-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	logf("tools: installing what is missing, building the provider")
+	tl, err := setupTools(ctx, root, work)
+	if err != nil {
+		return err
+	}
+
+	logf("starting the local environment")
+	env, err := localenv.Start(ctx, localenv.Options{Seed: false, Logf: func(f string, a ...any) {
+		if o.verbose {
+			logf("  "+f, a...)
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		logf("stopping the local environment")
+		if cerr := env.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	b := &bench{o: o, env: env, tools: tl, work: work}
+	return b.main(ctx)
+}
+
+type bench struct {
+	o     options
+	env   *localenv.Env
+	tools *tools
+	work  string
+	w     *workload
+
+	results []*toolResult
+	wire    *wireResult
+	big     *bigResult
+	tenx    *tenxResult
+}
+
+func (b *bench) main(ctx context.Context) error {
+	n := b.o.repos * b.o.scale
+	logf("generating the workload: %d repositories x %d tags", n, b.o.tags)
+	t0 := time.Now()
+	w, err := b.generate(ctx, 0, n)
+	if err != nil {
+		return fmt.Errorf("workload: %w", err)
+	}
+	b.w = w
+	logf("workload ready in %s: %d repositories, %d tags, %d distinct images, %s unique",
+		time.Since(t0).Round(time.Second), len(w.repos), w.tagCount(), len(w.images), mb(w.unique))
+
+	selected := map[string]bool{}
+	for _, t := range splitList(b.o.tools) {
+		selected[t] = true
+	}
+	var runners []toolRunner
+	for _, r := range b.allRunners() {
+		if selected[r.name] {
+			runners = append(runners, r)
+			b.results = append(b.results, &toolResult{tool: r.name})
+		}
+	}
+	// Runs are interleaved (run 1 of every tool, then run 2...) so a slow
+	// phase of the machine does not land on one tool only.
+	for run := 1; run <= b.o.runs; run++ {
+		for i, r := range runners {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			b.runTool(ctx, r, run, b.results[i])
+		}
+	}
+
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	logf("wire limit: sequential streaming copy of the unique blobs")
+	if b.wire, err = b.wireLimit(ctx); err != nil {
+		logf("wire limit failed: %v", err)
+	}
+	if b.o.big && selected["provider"] {
+		if b.big, err = b.bigRun(ctx); err != nil {
+			logf("big layer run failed: %v", err)
+			b.big = &bigResult{err: err}
+		}
+	}
+	if b.o.tenx && selected["provider"] {
+		if b.tenx, err = b.tenxRun(ctx); err != nil {
+			logf("10x run failed: %v", err)
+			b.tenx = &tenxResult{err: err}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	report := b.report()
+	fmt.Print(report)
+	if b.o.out != "" {
+		if err := os.MkdirAll(filepath.Dir(b.o.out), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(b.o.out, []byte(report), 0o644); err != nil {
+			return err
+		}
+		logf("report written to %s", b.o.out)
+	}
+	return nil
+}
+
+func machine() string {
+	return fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+}
