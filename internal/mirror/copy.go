@@ -127,6 +127,25 @@ func (c *copier) copyReferrers(ctx context.Context, dig string) error {
 // from the source. Copies of one blob in flight are not started twice: later
 // ones wait and mount from the first.
 func (c *copier) copyBlob(ctx context.Context, d descriptor.Descriptor) error {
+	// One worker per blob and repository at a time: two digests of a
+	// repository often share layers, and a HEAD racing a mount of the same
+	// blob into the same repository can draw a 500 from the registry.
+	for {
+		wait, leave := c.e.blobs.enter(c.tgt, d.Digest.String())
+		if wait == nil {
+			err := c.placeBlob(ctx, d)
+			leave()
+			return err
+		}
+		select {
+		case <-wait: // the other worker is done: look again
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *copier) placeBlob(ctx context.Context, d descriptor.Descriptor) error {
 	if _, err := c.rc.BlobHead(ctx, c.tgt, d); err == nil {
 		c.e.blobs.remember(d.Digest.String(), c.tgt)
 		c.count(func(s *Stats) { s.BlobsSkipped++ })
@@ -214,11 +233,31 @@ func (c *copier) parallel(ctx context.Context, n int, fn func(context.Context, i
 type blobIndex struct {
 	mu       sync.Mutex
 	holders  map[string][]ref.Ref
-	inflight map[string]chan struct{}
+	inflight map[string]chan struct{} // digest -> stream from the source in flight
+	working  map[string]chan struct{} // repository@digest -> a worker placing it there
 }
 
 func newBlobIndex() *blobIndex {
-	return &blobIndex{holders: map[string][]ref.Ref{}, inflight: map[string]chan struct{}{}}
+	return &blobIndex{holders: map[string][]ref.Ref{}, inflight: map[string]chan struct{}{}, working: map[string]chan struct{}{}}
+}
+
+// enter makes the caller the one worker placing dig into repo, or returns a
+// channel closed when the current worker leaves.
+func (b *blobIndex) enter(repo ref.Ref, dig string) (wait <-chan struct{}, leave func()) {
+	key := repo.SetTag("").CommonName() + "@" + dig
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ch, ok := b.working[key]; ok {
+		return ch, nil
+	}
+	ch := make(chan struct{})
+	b.working[key] = ch
+	return nil, func() {
+		b.mu.Lock()
+		delete(b.working, key)
+		b.mu.Unlock()
+		close(ch)
+	}
 }
 
 func (b *blobIndex) remember(dig string, repo ref.Ref) {

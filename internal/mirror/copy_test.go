@@ -72,3 +72,31 @@ func TestBlobIndexFailedCopyIsForgotten(t *testing.T) {
 		t.Fatal("a failed copy must leave the blob unclaimed for a retry")
 	}
 }
+
+func TestBlobIndexEnterOneWorkerPerRepository(t *testing.T) {
+	idx := newBlobIndex()
+	a := mustRef(t, "registry.example.com/p/a")
+	b := mustRef(t, "registry.example.com/p/b")
+	wait, leave := idx.enter(a, "sha256:cc")
+	if wait != nil || leave == nil {
+		t.Fatal("the first worker must enter")
+	}
+	if w, l := idx.enter(a.SetTag("v1"), "sha256:cc"); w == nil || l != nil {
+		t.Fatal("a second worker for the same blob and repository must wait")
+	}
+	if w, l := idx.enter(b, "sha256:cc"); w != nil || l == nil {
+		t.Fatal("another repository is not blocked")
+	} else {
+		l()
+	}
+	w2, _ := idx.enter(a, "sha256:cc")
+	leave()
+	select {
+	case <-w2:
+	default:
+		t.Fatal("waiters are not released when the worker leaves")
+	}
+	if w, l := idx.enter(a, "sha256:cc"); w != nil || l == nil {
+		t.Fatal("after the worker left, the next one enters")
+	}
+}

@@ -145,7 +145,9 @@ func (e *Engine) client(ctx context.Context) (*regclient.RegClient, error) {
 		regclient.WithConfigHost(hosts...),
 		regclient.WithRegOpts(reg.WithTransport(transport)),
 		regclient.WithRetryLimit(3),
-		regclient.WithRetryDelay(500*time.Millisecond, 5*time.Second),
+		// regclient spaces every later request to a host by this delay after
+		// one failure; keep it short so a single 500 does not stall the run.
+		regclient.WithRetryDelay(100*time.Millisecond, 2*time.Second),
 	}
 	if e.cfg.Slog != nil {
 		opts = append(opts, regclient.WithSlog(e.cfg.Slog))
