@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
@@ -281,54 +282,53 @@ func sourceDiag(source string, err error) diag.Diagnostic {
 }
 
 func (r *mirroredImageResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var plan mirroredImageModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	timeout, diags := plan.Timeouts.Create(ctx, defaultCreateTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	resp.Diagnostics.Append(r.apply(ctx, &plan)...)
-	if plan.TargetReference.IsUnknown() {
-		return // nothing landed, not even the project lookup
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	r.write(ctx, req.Plan, nil, &resp.State, &resp.Diagnostics, func(t timeouts.Value) (time.Duration, diag.Diagnostics) {
+		return t.Create(ctx, defaultCreateTimeout)
+	})
 }
 
 func (r *mirroredImageResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var plan mirroredImageModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if resp.Diagnostics.HasError() {
+	r.write(ctx, req.Plan, &req.State, &resp.State, &resp.Diagnostics, func(t timeouts.Value) (time.Duration, diag.Diagnostics) {
+		return t.Update(ctx, defaultUpdateTimeout)
+	})
+}
+
+// write is Create (prior nil) and Update. State is written only from what
+// GitLab was seen to hold; when apply stops before that, a created resource
+// is not recorded and an updated one keeps its prior state.
+func (r *mirroredImageResource) write(ctx context.Context, plan tfsdk.Plan, prior *tfsdk.State, state *tfsdk.State, diags *diag.Diagnostics,
+	timeout func(timeouts.Value) (time.Duration, diag.Diagnostics)) {
+	var m mirroredImageModel
+	diags.Append(plan.Get(ctx, &m)...)
+	if diags.HasError() {
 		return
 	}
-	timeout, diags := plan.Timeouts.Update(ctx, defaultUpdateTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	d, tdiags := timeout(m.Timeouts)
+	diags.Append(tdiags...)
+	if diags.HasError() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	resp.Diagnostics.Append(r.apply(ctx, &plan)...)
-	if plan.TargetReference.IsUnknown() {
-		var prior mirroredImageModel
-		resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
-		plan.TargetReference = prior.TargetReference
+	seen, adiags := r.apply(ctx, &m)
+	diags.Append(adiags...)
+	if !seen {
+		if prior != nil {
+			state.Raw = prior.Raw
+		}
+		return
 	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	diags.Append(state.Set(ctx, &m)...)
 }
 
 // apply copies the planned tags and leaves in m what GitLab holds afterwards.
-// Tags that failed are reported one diagnostic each and keep their GitLab digest.
-func (r *mirroredImageResource) apply(ctx context.Context, m *mirroredImageModel) diag.Diagnostics {
-	var diags diag.Diagnostics
+// Tags that failed are reported one diagnostic each and keep their GitLab
+// digest. seen is false when it stopped before reading GitLab's tags, and m
+// then says nothing about GitLab.
+func (r *mirroredImageResource) apply(ctx context.Context, m *mirroredImageModel) (seen bool, diags diag.Diagnostics) {
 	if r.data.gitlabErr != "" {
 		diags.AddError("GitLab Token Missing", r.data.gitlabErr)
-		return diags
+		return false, diags
 	}
 	source := m.SourceRepository.ValueString()
 	image := m.TargetImage.ValueString()
@@ -337,10 +337,7 @@ func (r *mirroredImageResource) apply(ctx context.Context, m *mirroredImageModel
 	project, err := r.data.gitlab.Project(ctx, m.GitLabProject.ValueString())
 	if err != nil {
 		diags.Append(projectDiag(m.GitLabProject.ValueString(), err))
-		if m.Images.IsUnknown() {
-			m.Images = types.MapNull(types.StringType)
-		}
-		return diags
+		return false, diags
 	}
 	r.data.engine.AddGitLabRegistry(project.RegistryHost, project.Insecure)
 	target := project.ImageReference(image)
@@ -354,8 +351,7 @@ func (r *mirroredImageResource) apply(ctx context.Context, m *mirroredImageModel
 		}
 		if err != nil {
 			diags.Append(sourceDiag(source, err))
-			m.Images = types.MapValueMust(types.StringType, nil)
-			return diags
+			return false, diags
 		}
 	} else {
 		diags.Append(m.Images.ElementsAs(ctx, &want, false)...)
@@ -363,7 +359,7 @@ func (r *mirroredImageResource) apply(ctx context.Context, m *mirroredImageModel
 	cred, err := r.data.ecr.Credential(ctx)
 	if err != nil {
 		diags.AddError("Cannot Log In to the ECR Registry", ecrErrorDetail("getting the registry token", err))
-		return diags
+		return false, diags
 	}
 	sourceRef := cred.Host + "/" + source
 
@@ -372,12 +368,7 @@ func (r *mirroredImageResource) apply(ctx context.Context, m *mirroredImageModel
 		diags.AddError("Cannot Read Tags From the GitLab Registry",
 			fmt.Sprintf("Reading the digests of %s before copying failed. Check that the token may read and write the "+
 				"project's registry (scopes api or read_registry and write_registry).\n\nOriginal Error: %s", target, err))
-		state := map[string]string{}
-		for t, d := range current {
-			state[t] = d
-		}
-		m.Images = mapValue(state)
-		return diags
+		return false, diags
 	}
 
 	start := time.Now()
@@ -385,26 +376,26 @@ func (r *mirroredImageResource) apply(ctx context.Context, m *mirroredImageModel
 		Source: sourceRef, Target: target, Want: want, Current: current,
 		CopyReferrers: m.CopyReferrers.ValueBool(),
 	})
-	state := make(map[string]string, len(want))
+	held := make(map[string]string, len(want))
 	for tag, dig := range res.Landed {
-		state[tag] = dig
+		held[tag] = dig
 	}
 	for _, tag := range sortedKeys(res.Failed) {
 		if d, ok := current[tag]; ok {
-			state[tag] = d // GitLab still holds its old digest for this tag
+			held[tag] = d // GitLab still holds its old digest for this tag
 		}
 		diags.AddAttributeError(path.Root("images").AtMapKey(tag), "Tag Copy Failed",
 			fmt.Sprintf("Copying %s:%s (%s) to %s:%s failed; the tags that landed are recorded in state and the next "+
 				"apply copies only what is still missing.\n\nOriginal Error: %s", sourceRef, tag, want[tag], target, tag, res.Failed[tag]))
 	}
-	m.Images = mapValue(state)
+	m.Images = mapValue(held)
 	tflog.Info(ctx, "mirrored repository", map[string]any{
 		"source": sourceRef, "target": target, "tags": len(want), "tags_copied": res.Stats.Tags,
 		"tags_unchanged": len(want) - len(res.Failed) - res.Stats.Tags, "tags_failed": len(res.Failed),
 		"digests_copied": res.Stats.Digests, "bytes": res.Stats.Bytes, "blobs_copied": res.Stats.BlobsCopied,
-		"blobs_skipped": res.Stats.BlobsSkipped, "seconds": time.Since(start).Seconds(),
+		"blobs_mounted": res.Stats.BlobsMounted, "blobs_skipped": res.Stats.BlobsSkipped, "seconds": time.Since(start).Seconds(),
 	})
-	return diags
+	return true, diags
 }
 
 func projectDiag(project string, err error) diag.Diagnostic {
