@@ -10,9 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
 
 const (
@@ -82,35 +83,7 @@ func setupTools(ctx context.Context, root, work string) (*tools, error) {
 	t.versions["regsync"] = goModVersion(ctx, t.regsync)
 	t.versions["crane"] = goModVersion(ctx, t.crane)
 
-	pluginDir := filepath.Join(work, "plugins")
-	bin := filepath.Join(pluginDir, "terraform-provider-imagesync")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the provider: %v\n%s", err, out)
-	}
-	// dev_overrides runs the fresh build; the filesystem mirror holds the same
-	// binary so terraform init, which ignores overrides, finds it without
-	// any download.
-	mirror := filepath.Join(work, "mirror")
-	mirrored := filepath.Join(mirror, "registry.terraform.io", "imagesync", "imagesync", "0.1.0", runtime.GOOS+"_"+runtime.GOARCH)
-	if err := os.MkdirAll(mirrored, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Link(bin, filepath.Join(mirrored, "terraform-provider-imagesync_v0.1.0")); err != nil {
-		return nil, err
-	}
-	t.cliConfig = filepath.Join(work, "terraformrc")
-	if err := os.WriteFile(t.cliConfig, fmt.Appendf(nil, `provider_installation {
-  dev_overrides {
-    "registry.terraform.io/imagesync/imagesync" = %q
-  }
-  filesystem_mirror {
-    path    = %q
-    include = ["registry.terraform.io/imagesync/*"]
-  }
-}
-`, pluginDir, mirror), 0o600); err != nil {
+	if t.cliConfig, err = localenv.BuildProvider(ctx, root, work); err != nil {
 		return nil, err
 	}
 	t.versions["provider"] = "this checkout"

@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
@@ -253,13 +254,21 @@ func (e *Env) recordECR(ctx context.Context, repo, tag string, raw []byte, media
 	if err != nil && !errors.As(err, &exists) {
 		return fmt.Errorf("moto CreateRepository %s: %w", repo, err)
 	}
-	_, err = c.PutImage(ctx, &ecr.PutImageInput{
-		RepositoryName:         aws.String(repo),
-		ImageManifest:          aws.String(string(raw)),
-		ImageManifestMediaType: aws.String(mediaType),
-		ImageTag:               aws.String(tag),
-		ImageDigest:            aws.String(dig),
-	})
+	// moto under load now and then cuts a response short; a repeated PutImage
+	// of the same image and tag is harmless (ImageAlreadyExists).
+	for attempt := 1; ; attempt++ {
+		_, err = c.PutImage(ctx, &ecr.PutImageInput{
+			RepositoryName:         aws.String(repo),
+			ImageManifest:          aws.String(string(raw)),
+			ImageManifestMediaType: aws.String(mediaType),
+			ImageTag:               aws.String(tag),
+			ImageDigest:            aws.String(dig),
+		})
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "deserialization failed") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	var already *ecrtypes.ImageAlreadyExistsException
 	if err != nil && !errors.As(err, &already) {
 		return fmt.Errorf("moto PutImage %s:%s: %w", repo, tag, err)

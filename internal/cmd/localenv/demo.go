@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -50,34 +49,8 @@ func demo(args []string) error {
 	}()
 
 	step("building the provider")
-	pluginDir := filepath.Join(work, "plugins")
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(pluginDir, "terraform-provider-imagesync"), ".")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the provider: %w", err)
-	}
-	// dev_overrides runs the fresh build; the filesystem mirror holds the same
-	// binary so that terraform init, which ignores overrides, finds it too and
-	// nothing is downloaded.
-	mirror := filepath.Join(work, "mirror")
-	mirrored := filepath.Join(mirror, "registry.terraform.io", "imagesync", "imagesync", "0.1.0", runtime.GOOS+"_"+runtime.GOARCH)
-	if err := os.MkdirAll(mirrored, 0o755); err != nil {
-		return err
-	}
-	if err := os.Link(filepath.Join(pluginDir, "terraform-provider-imagesync"), filepath.Join(mirrored, "terraform-provider-imagesync_v0.1.0")); err != nil {
-		return err
-	}
-	cliConfig := filepath.Join(work, "terraformrc")
-	if err := os.WriteFile(cliConfig, fmt.Appendf(nil, `provider_installation {
-  dev_overrides {
-    "registry.terraform.io/imagesync/imagesync" = %q
-  }
-  filesystem_mirror {
-    path    = %q
-    include = ["registry.terraform.io/imagesync/*"]
-  }
-}
-`, pluginDir, mirror), 0o600); err != nil {
+	cliConfig, err := localenv.BuildProvider(ctx, root, work)
+	if err != nil {
 		return err
 	}
 	tfDir := filepath.Join(work, "demo")
