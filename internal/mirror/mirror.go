@@ -57,18 +57,33 @@ type Config struct {
 	UserAgent         string
 }
 
+// reposPerClient bounds the GitLab repositories one regclient serves.
+// regclient keeps one registry token per host and adds every repository's
+// scope to it, so one client for a whole migration would send a token that
+// grows with each repository: slower to verify on every request, and past
+// a few dozen repositories larger than the 8 KiB header line NGINX (in front
+// of self-managed GitLab) accepts. A small group shares a token instead.
+const reposPerClient = 16
+
 // Engine copies images; safe for concurrent use by many resources.
 type Engine struct {
-	cfg Config
-	sem chan struct{} // bounds blob transfers across every resource
+	cfg       Config
+	sem       chan struct{} // bounds blob transfers across every resource
+	transport *http.Transport
 	// blobs remembers which GitLab repositories hold which blobs, for mounts.
 	blobs *blobIndex
 
 	mu      sync.Mutex
-	rc      *regclient.RegClient
+	pool    []*pooledClient
+	byRepo  map[string]*pooledClient // target repository -> its client
 	ecrCred ecr.Credential
 	glHosts map[string]bool // GitLab registry host -> plain HTTP
 	glUser  string
+}
+
+type pooledClient struct {
+	rc    *regclient.RegClient
+	repos int
 }
 
 // New builds an engine; no request is made until it is used.
@@ -79,7 +94,15 @@ func New(cfg Config) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = func(context.Context, string, map[string]any) {}
 	}
-	return &Engine{cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), glHosts: map[string]bool{}, blobs: newBlobIndex()}
+	// One transport for every client: connections are kept and reused per host.
+	transport := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // the standard library's own type
+	transport.MaxIdleConnsPerHost = (cfg.MaxConcurrentBlobs + 2) * 2
+	transport.MaxIdleConns = transport.MaxIdleConnsPerHost * 4
+	transport.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return &Engine{
+		cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), transport: transport,
+		glHosts: map[string]bool{}, blobs: newBlobIndex(), byRepo: map[string]*pooledClient{},
+	}
 }
 
 // AddGitLabRegistry makes a GitLab registry host known to the engine.
@@ -88,13 +111,19 @@ func (e *Engine) AddGitLabRegistry(host string, insecure bool) {
 	defer e.mu.Unlock()
 	if prev, ok := e.glHosts[host]; !ok || prev != insecure {
 		e.glHosts[host] = insecure
-		e.rc = nil
+		e.dropPool()
 	}
 }
 
-// client returns a regclient whose ECR credential is fresh. A new token or a
-// new GitLab host means a new client; copies in flight keep the old one.
-func (e *Engine) client(ctx context.Context) (*regclient.RegClient, error) {
+func (e *Engine) dropPool() {
+	e.pool = nil
+	e.byRepo = map[string]*pooledClient{}
+}
+
+// client returns the regclient serving a target repository, with a fresh ECR
+// credential. A new ECR token or a new GitLab host means new clients; copies
+// in flight keep the old ones.
+func (e *Engine) client(ctx context.Context, repo string) (*regclient.RegClient, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var cred ecr.Credential
@@ -105,9 +134,31 @@ func (e *Engine) client(ctx context.Context) (*regclient.RegClient, error) {
 			return nil, err
 		}
 	}
-	if e.rc != nil && cred == e.ecrCred {
-		return e.rc, nil
+	if cred != e.ecrCred {
+		e.dropPool()
+		e.ecrCred = cred
 	}
+	if p := e.byRepo[repo]; p != nil {
+		return p.rc, nil
+	}
+	var p *pooledClient
+	if n := len(e.pool); n > 0 && e.pool[n-1].repos < reposPerClient {
+		p = e.pool[n-1]
+	} else {
+		rc, err := e.build(ctx, cred)
+		if err != nil {
+			return nil, err
+		}
+		p = &pooledClient{rc: rc}
+		e.pool = append(e.pool, p)
+	}
+	p.repos++
+	e.byRepo[repo] = p
+	return p.rc, nil
+}
+
+// build makes a regclient for both registries; called with e.mu held.
+func (e *Engine) build(ctx context.Context, cred ecr.Credential) (*regclient.RegClient, error) {
 	concurrent := int64(e.cfg.MaxConcurrentBlobs) + 2
 	var hosts []config.Host
 	if cred.Host != "" {
@@ -137,13 +188,9 @@ func (e *Engine) client(ctx context.Context) (*regclient.RegClient, error) {
 		}
 		hosts = append(hosts, h)
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // the standard library's own type
-	transport.MaxIdleConnsPerHost = int(concurrent) * 2
-	transport.MaxIdleConns = transport.MaxIdleConnsPerHost * 4
-	transport.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	opts := []regclient.Opt{
 		regclient.WithConfigHost(hosts...),
-		regclient.WithRegOpts(reg.WithTransport(transport)),
+		regclient.WithRegOpts(reg.WithTransport(e.transport)),
 		regclient.WithRetryLimit(3),
 		// regclient spaces every later request to a host by this delay after
 		// one failure; keep it short so a single 500 does not stall the run.
@@ -155,33 +202,37 @@ func (e *Engine) client(ctx context.Context) (*regclient.RegClient, error) {
 	if e.cfg.UserAgent != "" {
 		opts = append(opts, regclient.WithUserAgent(e.cfg.UserAgent))
 	}
-	e.rc = regclient.New(opts...)
-	e.ecrCred = cred
-	return e.rc, nil
+	return regclient.New(opts...), nil
 }
 
-// renew drops a client whose registry token was refused. regclient keeps a
+// renew replaces a client whose registry token was refused. regclient keeps a
 // token for at least 60 seconds whatever the registry says, and does not ask
 // again while it believes the token valid; a new client starts without one.
-func (e *Engine) renew(ctx context.Context, stale *regclient.RegClient) (*regclient.RegClient, error) {
+func (e *Engine) renew(ctx context.Context, repo string, stale *regclient.RegClient) (*regclient.RegClient, error) {
 	e.mu.Lock()
-	if e.rc == stale {
-		e.rc = nil
+	if p := e.byRepo[repo]; p != nil && p.rc == stale {
+		rc, err := e.build(ctx, e.ecrCred)
+		if err != nil {
+			e.mu.Unlock()
+			return nil, err
+		}
+		p.rc = rc
 	}
 	e.mu.Unlock()
-	return e.client(ctx)
+	return e.client(ctx, repo)
 }
 
 // Digests asks the target registry for each tag's digest, one HEAD per tag in
 // parallel. A tag the registry does not have is absent from the result.
 func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[string]string, error) {
-	rc, err := e.client(ctx)
-	if err != nil {
-		return nil, err
-	}
 	base, err := ref.New(image)
 	if err != nil {
 		return nil, fmt.Errorf("invalid image reference %q: %w", image, err)
+	}
+	repo := base.SetTag("").CommonName()
+	rc, err := e.client(ctx, repo)
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[string]string, len(tags))
 	pending := tags
@@ -192,7 +243,7 @@ func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[
 		if len(refused) == 0 || attempt == 2 {
 			break
 		}
-		if rc, err = e.renew(ctx, rc); err != nil {
+		if rc, err = e.renew(ctx, repo, rc); err != nil {
 			return out, err
 		}
 		pending = refused
@@ -287,22 +338,16 @@ func (e *Engine) Copy(ctx context.Context, req Request) Result {
 	if len(byDigest) == 0 {
 		return res
 	}
-	rc, err := e.client(ctx)
-	if err != nil {
-		for _, tags := range byDigest {
-			for _, t := range tags {
-				res.Failed[t] = err
-			}
-		}
-		return res
-	}
 	src, err := ref.New(req.Source)
 	if err == nil {
 		var tgt ref.Ref
 		tgt, err = ref.New(req.Target)
 		if err == nil {
-			e.copyDigests(ctx, rc, src, tgt, byDigest, req, &res)
-			return res
+			var rc *regclient.RegClient
+			if rc, err = e.client(ctx, tgt.SetTag("").CommonName()); err == nil {
+				e.copyDigests(ctx, rc, src, tgt, byDigest, req, &res)
+				return res
+			}
 		}
 	}
 	for _, tags := range byDigest {
@@ -380,7 +425,7 @@ func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, t
 		}
 		e.cfg.Logger(ctx, "registry refused the token; retrying with a new one", map[string]any{"target": first.CommonName(), "attempt": attempt})
 		var renewErr error
-		if rc, renewErr = e.renew(ctx, rc); renewErr != nil {
+		if rc, renewErr = e.renew(ctx, tgt.SetTag("").CommonName(), rc); renewErr != nil {
 			err = renewErr
 			break
 		}
