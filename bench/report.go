@@ -69,7 +69,7 @@ func (b *bench) report() string {
 		rerunS, rerunReq := "FAILED", ""
 		if len(r.rerun) > 0 {
 			rerunS = fmt.Sprintf("%.2f", median(secsOf(r.rerun)))
-			rerunReq = fmt.Sprintf("%.1f", medianOf(r.rerun, func(s sample) int64 { return s.glReqs })/tags)
+			rerunReq = fmt.Sprintf("%.2f", medianOf(r.rerun, func(s sample) int64 { return s.glReqs })/tags)
 		}
 		p("| %s | %.2f | %s | %.2f | %s | %.0f | %s | %s |\n", r.tool, median(secsOf(r.cold)),
 			mb(int64(ecr)), ecr/float64(w.unique), mb(int64(gl)), reqs, rerunS, rerunReq)
