@@ -194,15 +194,29 @@ func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, erro
 		}
 	}
 	sort.Slice(repos, func(i, j int) bool { return repos[i].Name < repos[j].Name })
+	// Tags of several repositories at once: a plan over hundreds of
+	// repositories waits on these calls, and ECR allows far more than this.
+	errs := make([]error, len(repos))
+	lim := make(chan struct{}, listConcurrency)
+	var wg sync.WaitGroup
 	for i := range repos {
-		images, err := c.Tags(ctx, repos[i].RegistryID, repos[i].Name, f.TagRegex)
-		if err != nil {
-			return nil, err
-		}
-		repos[i].Images = images
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lim <- struct{}{}
+			defer func() { <-lim }()
+			repos[i].Images, errs[i] = c.Tags(ctx, repos[i].RegistryID, repos[i].Name, f.TagRegex)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return repos, nil
 }
+
+// listConcurrency bounds the ListImages calls in flight for one listing.
+const listConcurrency = 8
 
 // tagCacheTTL is how long a repository's tag list is reused. One plan reads
 // each repository through the data source and again in every resource's plan;

@@ -247,28 +247,39 @@ func (e *Env) sizeOf(ctx context.Context, r ref.Ref, raw []byte) (int64, int) {
 }
 
 // recordECR makes moto know the image as ECR would after a push.
+// retryCutShort repeats a moto call whose response was cut short, up to three tries.
+func retryCutShort(call func() error) error {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err = call(); err == nil || !strings.Contains(err.Error(), "deserialization failed") {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
 func (e *Env) recordECR(ctx context.Context, repo, tag string, raw []byte, mediaType, dig string) error {
 	c := e.ECRClient(ctx, true)
-	_, err := c.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
+	err := retryCutShort(func() error {
+		_, err := c.CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
+		return err
+	})
 	var exists *ecrtypes.RepositoryAlreadyExistsException
 	if err != nil && !errors.As(err, &exists) {
 		return fmt.Errorf("moto CreateRepository %s: %w", repo, err)
 	}
-	// moto under load now and then cuts a response short; a repeated PutImage
-	// of the same image and tag is harmless (ImageAlreadyExists).
-	for attempt := 1; ; attempt++ {
-		_, err = c.PutImage(ctx, &ecr.PutImageInput{
+	// A repeated PutImage of the same image and tag is harmless (ImageAlreadyExists).
+	err = retryCutShort(func() error {
+		_, err := c.PutImage(ctx, &ecr.PutImageInput{
 			RepositoryName:         aws.String(repo),
 			ImageManifest:          aws.String(string(raw)),
 			ImageManifestMediaType: aws.String(mediaType),
 			ImageTag:               aws.String(tag),
 			ImageDigest:            aws.String(dig),
 		})
-		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "deserialization failed") {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 	var already *ecrtypes.ImageAlreadyExistsException
 	if err != nil && !errors.As(err, &already) {
 		return fmt.Errorf("moto PutImage %s:%s: %w", repo, tag, err)

@@ -55,6 +55,12 @@ func (e *Env) startMoto(ctx context.Context, bin string) error {
 		return err
 	}
 	e.ECRAPIProxy.rp.ModifyResponse = fixJSONErrors
+	// moto's server (werkzeug) may close a kept-alive connection while a
+	// reused one is being read, which cut responses short under load: one
+	// connection per request to moto.
+	if tr, ok := e.ECRAPIProxy.rp.Transport.(*http.Transport); ok {
+		tr.DisableKeepAlives = true
+	}
 	e.ECRAPIEndpoint = e.ECRAPIProxy.URL
 
 	// The free calls: anything signs them.

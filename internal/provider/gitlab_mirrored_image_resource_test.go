@@ -545,7 +545,8 @@ func (s *stallingReader) Close() error { return s.r.Close() }
 func TestAccMirroredImage_destroy(t *testing.T) {
 	testAccPreCheck(t)
 	name := uniqueName(t)
-	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	proj := testEnv.GitLab.AddProject("acc/" + name)
+	project := proj.Path
 	kept, deleted := "keep/"+name, "delete/"+name
 	k := pushECR(t, kept, "v1", localenv.ImageSpec{})
 	d := pushECR(t, deleted, "v1", localenv.ImageSpec{})
@@ -555,16 +556,21 @@ resource "imagesync_gitlab_mirrored_image" "keep" {
   source_repository = %q
   gitlab_project    = %q
 }
+# The project by its numeric ID this time.
 resource "imagesync_gitlab_mirrored_image" "delete" {
   source_repository = %q
-  gitlab_project    = %q
+  gitlab_project    = "%d"
   delete_on_destroy = true
 }
-`, kept, project, deleted, project)
+`, kept, project, deleted, proj.ID)
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 		Steps: []resource.TestStep{{
 			Config: config,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("imagesync_gitlab_mirrored_image.delete", tfjsonpath.New("target_reference"),
+					knownvalue.StringExact(testEnv.GitLabRegistryHost+"/"+project+"/"+deleted)),
+			},
 			Check: func(*terraform.State) error {
 				// A tag the resource does not manage: it must survive the destroy.
 				if _, err := testEnv.PushGitLabImage(context.Background(), project+"/"+deleted, "other", localenv.ImageSpec{}); err != nil {
@@ -731,4 +737,68 @@ func TestAccMirroredImage_partialFailureOnCreate(t *testing.T) {
 			},
 		},
 	})
+}
+
+func TestAccMirroredImage_unreadableTargetKeepsState(t *testing.T) {
+	testAccPreCheck(t)
+	name := uniqueName(t)
+	repo := "unreadable/" + name
+	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	image := project + "/" + repo
+	addr := "imagesync_gitlab_mirrored_image.test"
+	v1 := pushECR(t, repo, "v1", localenv.ImageSpec{})
+	config := mirroredConfig(project, repo, "")
+	var v2 localenv.Image
+	t.Cleanup(func() { testEnv.GitLabProxy.SetFault(nil) })
+	refuseHeads := func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/"+repo+"/manifests/") {
+			return http.StatusForbidden, "", true
+		}
+		return 0, "", false
+	}
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				// The refresh fails: an error, and the resource stays in state.
+				PreConfig:   func() { testEnv.GitLabProxy.SetFault(refuseHeads) },
+				Config:      config,
+				ExpectError: regexp.MustCompile(`(?s)Cannot Read Tags From the GitLab Registry.*kept\s+in\s+state`),
+			},
+			{
+				// A new tag, and the registry refuses reads during the apply itself:
+				// nothing is claimed in state, so the next plan still adds v2.
+				PreConfig: func() {
+					testEnv.GitLabProxy.SetFault(nil)
+					v2 = pushECR(t, repo, "v2", localenv.ImageSpec{})
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					expectTagChanges{addr, []string{"v2"}},
+					checkNowPlan(func() { testEnv.GitLabProxy.SetFault(refuseHeads) }),
+				}},
+				ExpectError: regexp.MustCompile(`Cannot Read Tags From the GitLab Registry`),
+			},
+			{
+				PreConfig: func() { testEnv.GitLabProxy.SetFault(nil) },
+				Config:    config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					expectTagChanges{addr, []string{"v2"}},
+				}},
+				Check: func(*terraform.State) error {
+					checkGitLabDigests(t, image, map[string]string{"v1": v1.Digest, "v2": v2.Digest})
+					return nil
+				},
+			},
+		},
+	})
+}
+
+// checkNowPlan runs an action between plan and apply.
+type checkNowPlan func()
+
+func (c checkNowPlan) CheckPlan(context.Context, plancheck.CheckPlanRequest, *plancheck.CheckPlanResponse) {
+	c()
 }
