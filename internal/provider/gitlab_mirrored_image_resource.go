@@ -438,7 +438,10 @@ func (r *mirroredImageResource) Read(ctx context.Context, req resource.ReadReque
 		resp.Diagnostics.Append(state.Images.ElementsAs(ctx, &held, false)...)
 		tags = sortedKeys(held)
 	}
-	if target == "" || len(tags) == 0 {
+	// The API is asked whether the project and image exist only when the
+	// registry cannot answer for them: no target yet (import), or no tags.
+	checked := target == "" || len(tags) == 0
+	if checked {
 		gone := r.lookUpTarget(ctx, &state, &resp.Diagnostics)
 		if gone {
 			resp.State.RemoveResource(ctx)
@@ -460,7 +463,7 @@ func (r *mirroredImageResource) Read(ctx context.Context, req resource.ReadReque
 				"access and the network.\n\nOriginal Error: %s", target, err))
 		return
 	}
-	if len(digests) == 0 && len(tags) > 0 && target != "" && state.Images.IsNull() == false {
+	if len(digests) == 0 && !checked {
 		// Every tag is missing: only a missing project or image means the resource is gone.
 		if r.lookUpTarget(ctx, &state, &resp.Diagnostics) {
 			tflog.Info(ctx, "GitLab project or image is gone; removing from state", map[string]any{"target": target})

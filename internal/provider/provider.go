@@ -282,7 +282,6 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 	if !cfg.MaxConcurrentBlobs.IsNull() && !cfg.MaxConcurrentBlobs.IsUnknown() {
 		maxBlobs = int(cfg.MaxConcurrentBlobs.ValueInt64())
 	}
-	logCtx := ctx
 	data.engine = mirror.New(mirror.Config{
 		ECR:                ecrClient,
 		GitLabUser:         glClient.RegistryUsername,
@@ -292,7 +291,7 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		Logger: func(ctx context.Context, msg string, fields map[string]any) {
 			tflog.Info(ctx, msg, fields)
 		},
-		Slog:      newSlogger(logCtx, gitlabToken),
+		Slog:      newSlogger(ctx, gitlabToken),
 		UserAgent: "terraform-provider-imagesync/" + p.version,
 	})
 
