@@ -337,6 +337,14 @@ func (c *Client) Credential(ctx context.Context) (Credential, error) {
 	return c.cred, nil
 }
 
+// Invalidate forgets the registry credential, so the next Credential call
+// asks ECR for a new token: for a registry that refused the current one early.
+func (c *Client) Invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cred = Credential{}
+}
+
 // IsAccessDenied tells whether err is an authorization failure from AWS.
 func IsAccessDenied(err error) bool {
 	var ae smithy.APIError

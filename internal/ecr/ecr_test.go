@@ -511,3 +511,29 @@ func TestRegistryEndpoint(t *testing.T) {
 		t.Errorf("RegistryEndpoint = %q", got)
 	}
 }
+
+func TestCredentialInvalidate(t *testing.T) {
+	expiry := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	api := &fakeAPI{
+		authToken:  base64.StdEncoding.EncodeToString([]byte("AWS:first")),
+		authExpiry: &expiry,
+		proxy:      "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+	}
+	c := NewWithAPI(api, "", "")
+	c.clock = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+	if _, err := c.Credential(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	api.authToken = base64.StdEncoding.EncodeToString([]byte("AWS:second"))
+	if cred, _ := c.Credential(context.Background()); cred.Password != "first" {
+		t.Fatalf("before Invalidate the cached password is %q, want first", cred.Password)
+	}
+	c.Invalidate()
+	cred, err := c.Credential(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.Password != "second" {
+		t.Fatalf("after Invalidate the password is %q, want a new token (second)", cred.Password)
+	}
+}

@@ -35,6 +35,8 @@ var ErrNotFound = errors.New("not found in the registry")
 // Credentials supplies the ECR registry credential; ecr.Client satisfies it.
 type Credentials interface {
 	Credential(ctx context.Context) (ecr.Credential, error)
+	// Invalidate drops a credential a registry refused.
+	Invalidate()
 	RegistryEndpoint() string
 }
 
@@ -209,6 +211,10 @@ func (e *Engine) build(ctx context.Context, cred ecr.Credential) (*regclient.Reg
 // token for at least 60 seconds whatever the registry says, and does not ask
 // again while it believes the token valid; a new client starts without one.
 func (e *Engine) renew(ctx context.Context, repo string, stale *regclient.RegClient) (*regclient.RegClient, error) {
+	if e.cfg.ECR != nil {
+		// Either side may have refused: ECR's token is asked for again too.
+		e.cfg.ECR.Invalidate()
+	}
 	e.mu.Lock()
 	if p := e.byRepo[repo]; p != nil && p.rc == stale {
 		rc, err := e.build(ctx, e.ecrCred)
