@@ -194,11 +194,19 @@ func (c *copier) stream(ctx context.Context, d descriptor.Descriptor) error {
 	}
 	defer rdr.Close()
 	if _, err := c.rc.BlobPut(ctx, c.tgt, d, rdr); err != nil {
-		return fmt.Errorf("writing blob %s: %w", d.Digest, err)
+		return transferError{fmt.Errorf("writing blob %s: %w", d.Digest, err)}
 	}
 	c.count(func(s *Stats) { s.BlobsCopied++; s.Bytes += d.Size })
 	return nil
 }
+
+// transferError is a blob stream that broke on the way: whatever the
+// registry answered afterwards (regclient's fallback to a chunked upload on
+// the dead session draws a 404), streaming it again may well work.
+type transferError struct{ err error }
+
+func (t transferError) Error() string { return t.err.Error() }
+func (t transferError) Unwrap() error { return t.err }
 
 func (c *copier) count(f func(*Stats)) {
 	c.mu.Lock()

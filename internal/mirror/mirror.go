@@ -8,12 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/regclient/regclient"
@@ -418,23 +421,33 @@ func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, t
 		err error
 		top manifest.Manifest
 	)
+	transient := 0
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		// A registry token can lapse between two requests of one copy (GitLab's
-		// last 5 minutes); the next attempt gets a fresh one and skips the
-		// blobs that already landed.
+		// Each attempt skips the blobs that already landed.
 		c := &copier{e: e, rc: rc, src: src.SetTag(""), tgt: tgt.SetTag(""), referrers: referrers}
 		err = c.copyManifest(ctx, dig, tags[0])
 		st.add(c.stats)
 		top = c.top
-		if err == nil || !errors.Is(err, errs.ErrHTTPUnauthorized) || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			break
 		}
-		e.cfg.Logger(ctx, "registry refused the token; retrying with a new one", map[string]any{"target": first.CommonName(), "attempt": attempt})
-		var renewErr error
-		if rc, renewErr = e.renew(ctx, tgt.SetTag("").CommonName(), rc); renewErr != nil {
-			err = renewErr
+		if tokenRefused(err) {
+			// A registry token can lapse between two requests of one copy
+			// (GitLab's last 5 minutes): ask for a new one.
+			e.cfg.Logger(ctx, "registry refused the token; retrying with a new one", map[string]any{"target": first.CommonName(), "attempt": attempt})
+			var renewErr error
+			if rc, renewErr = e.renew(ctx, tgt.SetTag("").CommonName(), rc); renewErr != nil {
+				err = renewErr
+				break
+			}
+			continue
+		}
+		if transient++; transient > 1 || !isTransient(err) {
 			break
 		}
+		// A connection cut in the middle of a blob cannot be resumed by
+		// regclient (the stream is gone); one more attempt streams it again.
+		e.cfg.Logger(ctx, "copy interrupted; retrying once", map[string]any{"target": first.CommonName(), "error": err.Error()})
 	}
 	srcRef := src.SetDigest(dig)
 	if err != nil {
@@ -472,9 +485,31 @@ func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, t
 	return st, landed, failed
 }
 
+// tokenRefused is a 401: the token lapsed or was revoked. regclient reports
+// 403 (denied, e.g. no push right) under the same error; that one is final.
+func tokenRefused(err error) bool {
+	return errors.Is(err, errs.ErrHTTPUnauthorized) && !strings.Contains(err.Error(), "[http 403]")
+}
+
+// isTransient is a failure another attempt may not meet: a broken connection,
+// a short read, or the registry's 5xx after regclient's own retries.
+func isTransient(err error) bool {
+	if errors.As(err, new(transferError)) {
+		return !strings.Contains(err.Error(), "[http 403]")
+	}
+	if errors.Is(err, errs.ErrHTTPStatus) {
+		return strings.Contains(err.Error(), "[http 5")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, errs.ErrNotRetryable) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 // explain adds which side failed, so the diagnostic names the registry at fault.
 func explain(err error, src, tgt ref.Ref) error {
 	switch {
+	case errors.As(err, new(transferError)):
+		return fmt.Errorf("copying %s to %s: a blob transfer broke off (tried twice): %w", src.CommonName(), tgt.CommonName(), err)
 	case errors.Is(err, errs.ErrHTTPUnauthorized):
 		return fmt.Errorf("copying %s to %s: the registry refused the credentials: %w", src.CommonName(), tgt.CommonName(), err)
 	case errors.Is(err, errs.ErrNotFound):

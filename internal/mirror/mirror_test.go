@@ -2,8 +2,13 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"syscall"
 	"testing"
+
+	"github.com/regclient/regclient/types/errs"
 )
 
 func TestClientPoolBoundsRepositoriesPerClient(t *testing.T) {
@@ -46,5 +51,33 @@ func TestClientPoolBoundsRepositoriesPerClient(t *testing.T) {
 	e.AddGitLabRegistry("other.example.com", false)
 	if now, _ := e.client(ctx, repo); now == renewed {
 		t.Fatal("a new registry host must rebuild the clients")
+	}
+}
+
+func TestErrorClasses(t *testing.T) {
+	tests := []struct {
+		name             string
+		err              error
+		refused, transit bool
+	}{
+		{"401", fmt.Errorf("put: %w [http 401]", errs.ErrHTTPUnauthorized), true, false},
+		{"403 is final", fmt.Errorf("put: %w [http 403]", errs.ErrHTTPUnauthorized), false, false},
+		{"404", fmt.Errorf("get: %w [http 404]", errs.ErrNotFound), false, false},
+		{"500 after retries", fmt.Errorf("put: %w: Internal Server Error [http 500]", errs.ErrHTTPStatus), false, true},
+		{"400", fmt.Errorf("put: %w: Bad Request [http 400]", errs.ErrHTTPStatus), false, false},
+		{"connection reset", fmt.Errorf("put: %w", syscall.ECONNRESET), false, true},
+		{"short read", fmt.Errorf("get: %w", io.ErrUnexpectedEOF), false, true},
+		{"stream not replayable", fmt.Errorf("blob source is not a seeker%.0w", errs.ErrNotRetryable), false, true},
+		{"other", errors.New("manifest invalid"), false, false},
+		{"blob stream broke, then 404", transferError{fmt.Errorf("writing blob: %w [http 404]", errs.ErrNotFound)}, false, true},
+		{"blob upload denied", transferError{fmt.Errorf("writing blob: %w [http 403]", errs.ErrHTTPUnauthorized)}, false, false},
+	}
+	for _, tt := range tests {
+		if got := tokenRefused(tt.err); got != tt.refused {
+			t.Errorf("%s: tokenRefused = %v, want %v", tt.name, got, tt.refused)
+		}
+		if got := isTransient(tt.err); got != tt.transit {
+			t.Errorf("%s: isTransient = %v, want %v", tt.name, got, tt.transit)
+		}
 	}
 }

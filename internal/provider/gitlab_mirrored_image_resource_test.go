@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -802,3 +803,56 @@ type checkNowPlan func()
 func (c checkNowPlan) CheckPlan(context.Context, plancheck.CheckPlanRequest, *plancheck.CheckPlanResponse) {
 	c()
 }
+
+func TestAccMirroredImage_connectionCutMidBlob(t *testing.T) {
+	testAccPreCheck(t)
+	name := uniqueName(t)
+	repo := "cut/" + name
+	project := testEnv.GitLab.AddProject("acc/" + name).Path
+	image := project + "/" + repo
+	img := pushECR(t, repo, "v1", localenv.ImageSpec{OwnLayerSize: 4 << 20})
+	t.Cleanup(func() { testEnv.GitLabProxy.SetFault(nil) })
+	// The first large blob upload breaks after 1 MiB, as a dropped connection
+	// would; the registry never gets the rest.
+	var cut atomic.Int32
+	testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
+		if strings.Contains(r.URL.Path, "/"+repo+"/blobs/uploads/") && r.ContentLength > 2<<20 && cut.Add(1) == 1 {
+			r.Body = &breakingReader{r: r.Body, after: 1 << 20}
+		}
+		return 0, "", false
+	})
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: mirroredConfig(project, repo, ""),
+			Check: func(*terraform.State) error {
+				if cut.Load() == 0 {
+					t.Error("no upload was cut: the fault was not exercised")
+				}
+				checkGitLabDigests(t, image, map[string]string{"v1": img.Digest})
+				return nil
+			},
+		}},
+	})
+}
+
+// breakingReader fails after the first bytes of a request body.
+type breakingReader struct {
+	r     io.ReadCloser
+	after int
+	read  int
+}
+
+func (b *breakingReader) Read(p []byte) (int, error) {
+	if b.read >= b.after {
+		return 0, errors.New("connection cut by the test")
+	}
+	if len(p) > b.after-b.read {
+		p = p[:b.after-b.read]
+	}
+	n, err := b.r.Read(p)
+	b.read += n
+	return n, err
+}
+
+func (b *breakingReader) Close() error { return b.r.Close() }
