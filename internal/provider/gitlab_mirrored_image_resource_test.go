@@ -164,6 +164,16 @@ func (m *manifestPuts) list() []string {
 	return out
 }
 
+// accTarget makes a test's own ECR repository name, GitLab project and the
+// image path the repository gets in that project.
+func accTarget(t *testing.T, kind string) (repo, project, image string) {
+	t.Helper()
+	name := uniqueName(t)
+	repo = kind + "/" + name
+	project = testEnv.GitLab.AddProject("acc/" + name).Path
+	return repo, project, project + "/" + repo
+}
+
 func mirroredConfig(project, source, extra string) string {
 	return providerConfig() + fmt.Sprintf(`
 resource "imagesync_gitlab_mirrored_image" "test" {
@@ -314,10 +324,7 @@ func checkReferrerCopied(t *testing.T, image string) {
 
 func TestAccMirroredImage_driftBothSides(t *testing.T) {
 	testAccPreCheck(t)
-	name := uniqueName(t)
-	repo := "drift/" + name
-	project := testEnv.GitLab.AddProject("acc/" + name).Path
-	image := project + "/" + repo
+	repo, project, image := accTarget(t, "drift")
 	addr := "imagesync_gitlab_mirrored_image.test"
 	a := pushECR(t, repo, "a", localenv.ImageSpec{})
 	b := pushECR(t, repo, "b", localenv.ImageSpec{OCI: true})
@@ -415,10 +422,7 @@ func TestAccMirroredImage_driftBothSides(t *testing.T) {
 
 func TestAccMirroredImage_partialFailure(t *testing.T) {
 	testAccPreCheck(t)
-	name := uniqueName(t)
-	repo := "partial/" + name
-	project := testEnv.GitLab.AddProject("acc/" + name).Path
-	image := project + "/" + repo
+	repo, project, image := accTarget(t, "partial")
 	addr := "imagesync_gitlab_mirrored_image.test"
 	ok1 := pushECR(t, repo, "ok1", localenv.ImageSpec{})
 	config := mirroredConfig(project, repo, "")
@@ -479,10 +483,7 @@ func TestAccMirroredImage_partialFailure(t *testing.T) {
 
 func TestAccMirroredImage_tokenExpiresMidCopy(t *testing.T) {
 	testAccPreCheck(t)
-	name := uniqueName(t)
-	repo := "expiry/" + name
-	project := testEnv.GitLab.AddProject("acc/" + name).Path
-	image := project + "/" + repo
+	repo, project, image := accTarget(t, "expiry")
 	img := pushECR(t, repo, "v1", localenv.ImageSpec{OwnLayerSize: 4 << 20, Platforms: 2})
 	testEnv.GitLab.SetTokenTTL(2 * time.Second)
 	t.Cleanup(func() {
@@ -598,10 +599,7 @@ resource "imagesync_gitlab_mirrored_image" "delete" {
 
 func TestAccMirroredImage_importExisting(t *testing.T) {
 	testAccPreCheck(t)
-	name := uniqueName(t)
-	repo := "imported/" + name
-	project := testEnv.GitLab.AddProject("acc/" + name).Path
-	image := project + "/" + repo
+	repo, project, image := accTarget(t, "imported")
 	addr := "imagesync_gitlab_mirrored_image.test"
 	v1 := pushECR(t, repo, "v1", localenv.ImageSpec{})
 	pushECR(t, repo, "v2", localenv.ImageSpec{OCI: true})
@@ -691,10 +689,7 @@ func TestAccMirroredImage_badInput(t *testing.T) {
 
 func TestAccMirroredImage_partialFailureOnCreate(t *testing.T) {
 	testAccPreCheck(t)
-	name := uniqueName(t)
-	repo := "partialcreate/" + name
-	project := testEnv.GitLab.AddProject("acc/" + name).Path
-	image := project + "/" + repo
+	repo, project, image := accTarget(t, "partialcreate")
 	addr := "imagesync_gitlab_mirrored_image.test"
 	good := pushECR(t, repo, "good", localenv.ImageSpec{})
 	bad := pushECR(t, repo, "bad", localenv.ImageSpec{OCI: true})
@@ -742,10 +737,7 @@ func TestAccMirroredImage_partialFailureOnCreate(t *testing.T) {
 
 func TestAccMirroredImage_unreadableTargetKeepsState(t *testing.T) {
 	testAccPreCheck(t)
-	name := uniqueName(t)
-	repo := "unreadable/" + name
-	project := testEnv.GitLab.AddProject("acc/" + name).Path
-	image := project + "/" + repo
+	repo, project, image := accTarget(t, "unreadable")
 	addr := "imagesync_gitlab_mirrored_image.test"
 	v1 := pushECR(t, repo, "v1", localenv.ImageSpec{})
 	config := mirroredConfig(project, repo, "")
@@ -806,10 +798,7 @@ func (c checkNowPlan) CheckPlan(context.Context, plancheck.CheckPlanRequest, *pl
 
 func TestAccMirroredImage_connectionCutMidBlob(t *testing.T) {
 	testAccPreCheck(t)
-	name := uniqueName(t)
-	repo := "cut/" + name
-	project := testEnv.GitLab.AddProject("acc/" + name).Path
-	image := project + "/" + repo
+	repo, project, image := accTarget(t, "cut")
 	img := pushECR(t, repo, "v1", localenv.ImageSpec{OwnLayerSize: 4 << 20})
 	t.Cleanup(func() { testEnv.GitLabProxy.SetFault(nil) })
 	// The first large blob upload breaks after 1 MiB, as a dropped connection
