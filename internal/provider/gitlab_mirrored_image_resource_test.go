@@ -845,3 +845,43 @@ func (b *breakingReader) Read(p []byte) (int, error) {
 }
 
 func (b *breakingReader) Close() error { return b.r.Close() }
+
+func TestAccMirroredImage_refusedMountFallsBackToCopy(t *testing.T) {
+	testAccPreCheck(t)
+	project := testEnv.GitLab.AddProject("acc/" + uniqueName(t)).Path
+	// A GitLab whose token service will not grant the source repository's
+	// scope refuses every cross-repository mount.
+	var refused atomic.Int32
+	testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodPost && r.URL.Query().Get("from") != "" {
+			refused.Add(1)
+			return http.StatusUnauthorized, `{"errors":[{"code":"UNAUTHORIZED","message":"mount refused by the test"}]}`, true
+		}
+		return 0, "", false
+	})
+	t.Cleanup(func() { testEnv.GitLabProxy.SetFault(nil) })
+	config := providerConfig() + fmt.Sprintf(`
+resource "imagesync_gitlab_mirrored_image" "web" {
+  source_repository = "web"
+  gitlab_project    = %[1]q
+}
+resource "imagesync_gitlab_mirrored_image" "api" {
+  source_repository = "team/api"
+  gitlab_project    = %[1]q
+}
+`, project)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: config,
+			Check: func(*terraform.State) error {
+				if refused.Load() == 0 {
+					t.Error("no mount was attempted: the fallback was not exercised")
+				}
+				checkGitLabDigests(t, project+"/web", seeded(t, "web"))
+				checkGitLabDigests(t, project+"/team/api", seeded(t, "team/api"))
+				return nil
+			},
+		}},
+	})
+}
