@@ -73,8 +73,21 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// The provider built from this checkout, and a CLI config that runs it,
+	// so `terraform plan` works against the environment with no download.
+	absDir, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	_ = os.RemoveAll(filepath.Join(absDir, "plugins"))
+	_ = os.RemoveAll(filepath.Join(absDir, "mirror"))
+	cliConfig, err := localenv.BuildProvider(ctx, ".", absDir)
+	if err != nil {
+		return err
+	}
+	exports := env.ShellExports() + fmt.Sprintf("export TF_CLI_CONFIG_FILE='%s'\n", cliConfig)
 	for name, content := range map[string][]byte{
-		"env":         []byte(env.ShellExports()),
+		"env":         []byte(exports),
 		"provider.tf": []byte(env.ProviderHCL()),
 		"state.json":  state,
 	} {
@@ -93,7 +106,7 @@ local environment ready
   read-only AWS key     %s
   admin AWS key         %s
   work dir              %s
-files: %s/env (source it), %s/provider.tf, %s/state.json
+files: %s/env (source it: it also sets TF_CLI_CONFIG_FILE to run this checkout's provider), %s/provider.tf, %s/state.json
 `, env.ECRAPIEndpoint, env.Region, env.AccountID, env.ECRRegistryEndpoint, env.ECRRegistryName,
 		env.GitLabURL, env.GitLabToken, env.GitLabRegistryURL, env.AccessKeyID, env.AdminAccessKeyID, env.WorkDir,
 		*dir, *dir, *dir)
