@@ -28,6 +28,17 @@ type copier struct {
 
 // copyManifest copies src@dig to the target, under tag when given, else by digest.
 func (c *copier) copyManifest(ctx context.Context, dig string, tag string) error {
+	if tag != "" {
+		// The digest may be in the target already (under another tag, or a
+		// tag moved back): then the tag is one manifest PUT of those bytes.
+		if m, err := c.rc.ManifestGet(ctx, c.tgt.SetDigest(dig)); err == nil && m.GetDescriptor().Digest.String() == dig {
+			if err := c.rc.ManifestPut(ctx, c.tgt.SetTag(tag), m); err != nil {
+				return fmt.Errorf("writing manifest %s: %w", c.tgt.SetTag(tag).CommonName(), err)
+			}
+			c.top = m
+			return nil
+		}
+	}
 	m, err := c.rc.ManifestGet(ctx, c.src.SetDigest(dig))
 	if err != nil {
 		return fmt.Errorf("reading manifest %s from the source: %w", dig, err)

@@ -53,7 +53,7 @@ type Config struct {
 	// GitLabUser is asked once, when a GitLab registry is first used.
 	GitLabUser  func(ctx context.Context) string
 	GitLabToken string
-	// MaxConcurrentBlobs bounds digest copies in flight across the provider.
+	// MaxConcurrentBlobs bounds the blob streams in flight across the provider.
 	MaxConcurrentBlobs int
 	// RequestsPerSecond limits requests per registry host; 0 is unlimited.
 	RequestsPerSecond float64

@@ -332,6 +332,7 @@ func TestAccMirroredImage_driftBothSides(t *testing.T) {
 	want := map[string]string{"a": a.Digest, "b": b.Digest, "c": b.Digest}
 	config := mirroredConfig(project, repo, "")
 	var puts manifestPuts
+	var uploads atomic.Int32
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
@@ -375,13 +376,28 @@ func TestAccMirroredImage_driftBothSides(t *testing.T) {
 					if _, found := gitlabDigest(t, image, "b"); found {
 						t.Fatal("tag b still in GitLab after delete")
 					}
+					uploads.Store(0)
+					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
+						if r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") {
+							uploads.Add(1)
+						}
+						return 0, "", false
+					})
 				},
 				Config: config,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 					expectTagChanges{addr, []string{"b", "c"}},
 				}},
-				Check: func(*terraform.State) error { checkGitLabDigests(t, image, want); return nil },
+				Check: func(*terraform.State) error {
+					checkGitLabDigests(t, image, want)
+					// b's manifest and blobs are still in GitLab by digest: restoring
+					// both tags is manifest PUTs, no blob upload.
+					if n := uploads.Load(); n != 0 {
+						t.Errorf("%d blob uploads to restore tags whose content GitLab holds, want 0", n)
+					}
+					return nil
+				},
 			},
 			{
 				// A new tag in ECR is planned and copied.
