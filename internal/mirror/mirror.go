@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -89,6 +90,9 @@ type Engine struct {
 type pooledClient struct {
 	rc    *regclient.RegClient
 	repos int
+	// warm: the client has met the GitLab registry's token challenge, so it
+	// asks for new scopes before sending instead of drawing a 401 per request.
+	warm atomic.Bool
 }
 
 // New builds an engine; no request is made until it is used.
@@ -226,9 +230,25 @@ func (e *Engine) renew(ctx context.Context, repo string, stale *regclient.RegCli
 			return nil, err
 		}
 		p.rc = rc
+		p.warm.Store(false)
 	}
 	e.mu.Unlock()
 	return e.client(ctx, repo)
+}
+
+func (e *Engine) warm(repo string, rc *regclient.RegClient) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.byRepo[repo]
+	return p != nil && p.rc == rc && p.warm.Load()
+}
+
+func (e *Engine) markWarm(repo string, rc *regclient.RegClient) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.byRepo[repo]; p != nil && p.rc == rc {
+		p.warm.Store(true)
+	}
 }
 
 // Digests asks the target registry for each tag's digest, one HEAD per tag in
@@ -248,7 +268,7 @@ func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[
 	var errl []error
 	for attempt := 1; attempt <= 2 && len(pending) > 0; attempt++ {
 		var refused []string
-		refused, errl = e.heads(ctx, rc, base, pending, out)
+		refused, errl = e.heads(ctx, rc, base, pending, out, !e.warm(repo, rc))
 		if len(refused) == 0 || attempt == 2 {
 			break
 		}
@@ -265,7 +285,7 @@ func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[
 
 // heads sends one HEAD per tag, filling out; it returns the tags whose token
 // was refused and every error.
-func (e *Engine) heads(ctx context.Context, rc *regclient.RegClient, base ref.Ref, tags []string, out map[string]string) ([]string, []error) {
+func (e *Engine) heads(ctx context.Context, rc *regclient.RegClient, base ref.Ref, tags []string, out map[string]string, serialFirst bool) ([]string, []error) {
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
@@ -293,10 +313,12 @@ func (e *Engine) heads(ctx context.Context, rc *regclient.RegClient, base ref.Re
 				errl = append(errl, fmt.Errorf("tag %q: %w", tag, err))
 			}
 		}
-		if i == 0 {
-			// Alone first: it meets the registry's token challenge once, and
-			// the other HEADs go out with the token instead of each drawing a 401.
+		if i == 0 && serialFirst {
+			// Alone first on a new client: it meets the registry's token
+			// challenge once, and the other HEADs go out with the token
+			// instead of each drawing a 401.
 			head()
+			e.markWarm(base.SetTag("").CommonName(), rc)
 			continue
 		}
 		go head()
