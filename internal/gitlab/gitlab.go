@@ -92,6 +92,10 @@ func ParseRegistryURL(s string) (*url.URL, error) {
 type Project struct {
 	ID                int64
 	PathWithNamespace string
+	// Assumed: known from its path and the registry URL only, because the
+	// token (a CI job token) may not read the project API. Nothing about the
+	// project's existence can be concluded then.
+	Assumed bool
 	// RegistryHost is the registry's host[:port]; RegistryPath the image prefix below it.
 	RegistryHost string
 	RegistryPath string
@@ -107,6 +111,19 @@ func (p Project) ImageReference(image string) string {
 	return p.RegistryHost + "/" + p.RegistryPath + "/" + image
 }
 
+func isNumeric(s string) bool {
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}
+
+// pid is how the API client names the project: its ID, else its path.
+func (p Project) pid() any {
+	if p.ID != 0 {
+		return p.ID
+	}
+	return p.PathWithNamespace
+}
+
 // projectID turns a numeric string into a number, as the API client expects.
 func projectID(idOrPath string) any {
 	if n, err := strconv.ParseInt(idOrPath, 10, 64); err == nil {
@@ -118,6 +135,15 @@ func projectID(idOrPath string) any {
 // Project looks a project up by path or numeric ID.
 func (c *Client) Project(ctx context.Context, idOrPath string) (Project, error) {
 	p, _, err := c.api.Projects.GetProject(projectID(idOrPath), nil, gl.WithContext(ctx))
+	if err != nil && c.cfg.JobToken && c.registryURL != nil && !isNumeric(idOrPath) && ctx.Err() == nil {
+		// GitLab lets CI job tokens use the container registry, and the
+		// registry API of the job's own project, but not the project API: the
+		// image prefix is then the project's path, lowercased, on the registry.
+		return Project{
+			PathWithNamespace: idOrPath, RegistryHost: c.registryURL.Host, RegistryPath: strings.ToLower(idOrPath),
+			Insecure: c.registryURL.Scheme == "http", Assumed: true,
+		}, nil
+	}
 	if err != nil {
 		if errors.Is(err, gl.ErrNotFound) {
 			return Project{}, fmt.Errorf("project %q: %w (or the token cannot see it)", idOrPath, ErrNotFound)
@@ -166,7 +192,7 @@ func (c *Client) RepositoryID(ctx context.Context, project Project, image string
 	}
 	opt := &gl.ListProjectRegistryRepositoriesOptions{ListOptions: gl.ListOptions{PerPage: 100, Page: 1}}
 	for {
-		repos, resp, err := c.api.ContainerRegistry.ListProjectRegistryRepositories(project.ID, opt, gl.WithContext(ctx))
+		repos, resp, err := c.api.ContainerRegistry.ListProjectRegistryRepositories(project.pid(), opt, gl.WithContext(ctx))
 		if err != nil {
 			if errors.Is(err, gl.ErrNotFound) {
 				return 0, fmt.Errorf("project %q: %w", project.PathWithNamespace, ErrNotFound)
@@ -187,7 +213,7 @@ func (c *Client) RepositoryID(ctx context.Context, project Project, image string
 
 // DeleteTag deletes one tag of an image repository; a tag already gone is not an error.
 func (c *Client) DeleteTag(ctx context.Context, project Project, repositoryID int64, tag string) error {
-	_, err := c.api.ContainerRegistry.DeleteRegistryRepositoryTag(project.ID, repositoryID, tag, gl.WithContext(ctx))
+	_, err := c.api.ContainerRegistry.DeleteRegistryRepositoryTag(project.pid(), repositoryID, tag, gl.WithContext(ctx))
 	if err != nil && !errors.Is(err, gl.ErrNotFound) {
 		return fmt.Errorf("deleting tag %q: %w", tag, err)
 	}

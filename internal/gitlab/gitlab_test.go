@@ -505,3 +505,36 @@ func TestInsecureRegistry(t *testing.T) {
 		}
 	}
 }
+
+// GitLab does not let CI job tokens read the project API: with the registry
+// URL known, the project is assumed from its path; without it, or by numeric
+// ID, the lookup fails as before.
+func TestProjectWithJobTokenAndNoProjectAPI(t *testing.T) {
+	f := newFakeGitLab()
+	f.projects = map[int64]map[string]any{} // every project lookup answers 404
+	c := start(t, f, Config{Token: "job", JobToken: true, RegistryURL: "https://registry.example.com"})
+	p, err := c.Project(context.Background(), "Group/App")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Assumed || p.RegistryHost != "registry.example.com" || p.RegistryPath != "group/app" || p.Insecure {
+		t.Fatalf("assumed project = %+v, want registry.example.com/group/app, Assumed", p)
+	}
+	if got := p.ImageReference("api"); got != "registry.example.com/group/app/api" {
+		t.Fatalf("ImageReference = %q", got)
+	}
+	if p.pid() != "Group/App" {
+		t.Fatalf("registry API names the project %v, want its path", p.pid())
+	}
+	if _, err := c.Project(context.Background(), "42"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("numeric ID with a job token: %v, want ErrNotFound", err)
+	}
+	noRegistry := start(t, f, Config{Token: "job", JobToken: true})
+	if _, err := noRegistry.Project(context.Background(), "Group/App"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("without a registry URL: %v, want ErrNotFound", err)
+	}
+	personal := start(t, f, Config{Token: "glpat", RegistryURL: "https://registry.example.com"})
+	if _, err := personal.Project(context.Background(), "Group/App"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a personal token that cannot see the project: %v, want ErrNotFound", err)
+	}
+}

@@ -491,6 +491,9 @@ func (r *mirroredImageResource) lookUpTarget(ctx context.Context, m *mirroredIma
 	}
 	r.data.engine.AddGitLabRegistry(project.RegistryHost, project.Insecure)
 	m.TargetReference = types.StringValue(project.ImageReference(m.TargetImage.ValueString()))
+	if project.Assumed {
+		return false // the API cannot tell; never conclude "gone" from that
+	}
 	if _, err := r.data.gitlab.RepositoryID(ctx, project, m.TargetImage.ValueString()); err != nil {
 		if errors.Is(err, gitlab.ErrNotFound) {
 			return true

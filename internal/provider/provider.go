@@ -35,6 +35,7 @@ const (
 	envCIServerURL         = "CI_SERVER_URL"
 	envGitLabToken         = "GITLAB_TOKEN"
 	envCIJobToken          = "CI_JOB_TOKEN"
+	envCIRegistry          = "CI_REGISTRY"
 	envGitLabRegistryURL   = "IMAGESYNC_GITLAB_REGISTRY_URL"
 	envECRRegistryEndpoint = "IMAGESYNC_ECR_REGISTRY_ENDPOINT"
 )
@@ -184,7 +185,8 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 					"registry_url": schema.StringAttribute{
 						Optional: true,
 						MarkdownDescription: "URL of GitLab's container registry, e.g. `https://registry.example.com`. " +
-							"Default: `IMAGESYNC_GITLAB_REGISTRY_URL`, else the registry each project reports. " +
+							"Default: `IMAGESYNC_GITLAB_REGISTRY_URL`, else with a CI job token `https://$CI_REGISTRY`, else the " +
+							"registry each project reports. " +
 							"`http://` is for local testing only.",
 						Validators: []validator.String{urlValidator{}},
 					},
@@ -256,6 +258,11 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 	data := &providerData{ecr: ecrClient}
 	baseURL := firstNonEmpty(cfg.GitLab.BaseURL.ValueString(), os.Getenv(envGitLabBaseURL), os.Getenv(envCIServerURL), defaultGitLabURL)
 	registryURL := firstNonEmpty(cfg.GitLab.RegistryURL.ValueString(), os.Getenv(envGitLabRegistryURL))
+	if registryURL == "" && jobToken && os.Getenv(envCIRegistry) != "" {
+		// In a GitLab CI job the registry is known without the project API,
+		// which job tokens may not use.
+		registryURL = "https://" + os.Getenv(envCIRegistry)
+	}
 	if registryURL != "" {
 		if _, err := gitlab.ParseRegistryURL(registryURL); err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("gitlab").AtName("registry_url"), "Invalid GitLab Registry URL",
