@@ -686,6 +686,8 @@ func TestAccMirroredImage_badInput(t *testing.T) {
 		{"bad project", "web", "", "https://gitlab.com/group/project", `(?s)Invalid GitLab Project.*https://gitlab.com/group/project`},
 		{"missing source", "no-such-repo", "", project, `(?s)ECR Repository Not Found.*no-such-repo`},
 		{"bad source name", "Team/API", "", project, `Invalid ECR Repository Name`},
+		{"images and tag_regex", "web", fmt.Sprintf("  images    = { \"v1.0\" = %q }\n  tag_regex = \"^v\"", web["v1.0"]), project, `(?s)Invalid Attribute Combination.*images`},
+		{"empty target", "web", `  target_image = ""`, project, `(?s)Invalid Target Image Name.*is\s+empty`},
 	}
 	var steps []resource.TestStep
 	for _, c := range cases {
