@@ -21,7 +21,8 @@ if ! command -v terraform >/dev/null 2>&1; then
 	exit 1
 fi
 if ! command -v moto_server >/dev/null 2>&1; then
-	if ! (command -v pyenv >/dev/null 2>&1 && pyenv which moto_server >/dev/null 2>&1); then
+	if ! (command -v pyenv >/dev/null 2>&1 && pyenv which moto_server >/dev/null 2>&1) &&
+		! [ -x "${PYENV_ROOT:-$HOME/.pyenv}/shims/moto_server" ]; then
 		echo "moto_server not found on PATH or in pyenv: install it with pip install 'moto[server]'" >&2
 		exit 1
 	fi

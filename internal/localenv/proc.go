@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -118,6 +119,18 @@ func findMoto() (string, error) {
 	if out, err := exec.Command("pyenv", "which", "moto_server").Output(); err == nil {
 		if p := strings.TrimSpace(string(out)); p != "" {
 			return p, nil
+		}
+	}
+	// pyenv's shims work by absolute path even when PATH lacks them.
+	root := os.Getenv("PYENV_ROOT")
+	if root == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			root = filepath.Join(home, ".pyenv")
+		}
+	}
+	if shim := filepath.Join(root, "shims", "moto_server"); root != "" {
+		if fi, err := os.Stat(shim); err == nil && !fi.IsDir() {
+			return shim, nil
 		}
 	}
 	return "", errors.New("moto_server not found: install moto (pip install 'moto[server]') so that moto_server is on PATH or visible to `pyenv which`")
