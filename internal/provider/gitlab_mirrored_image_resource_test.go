@@ -156,6 +156,30 @@ func (m *manifestPuts) observe(r *http.Request) {
 	}
 }
 
+// start records the manifest PUTs from now on.
+func (m *manifestPuts) start() {
+	testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) { m.observe(r); return 0, "", false })
+}
+
+// expectOnly checks that the only manifest PUT recorded was for tag.
+func (m *manifestPuts) expectOnly(t *testing.T, tag string) {
+	t.Helper()
+	if got := m.list(); len(got) != 1 || !strings.HasSuffix(got[0], "/manifests/"+tag) {
+		t.Errorf("re-apply sent manifest PUTs %v, want only the one for %s", got, tag)
+	}
+}
+
+// refuseManifestPut makes the GitLab registry answer the manifest PUT of one
+// tag of repo with status and body.
+func refuseManifestPut(repo, tag string, status int, body string) {
+	testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/"+repo+"/manifests/"+tag) {
+			return status, body, true
+		}
+		return 0, "", false
+	})
+}
+
 func (m *manifestPuts) list() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -339,7 +363,7 @@ func TestAccMirroredImage_driftBothSides(t *testing.T) {
 		Steps: []resource.TestStep{
 			{
 				PreConfig: func() {
-					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) { puts.observe(r); return 0, "", false })
+					puts.start()
 				},
 				Config: config,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
@@ -461,12 +485,7 @@ func TestAccMirroredImage_partialFailure(t *testing.T) {
 				PreConfig: func() {
 					ok2 = pushECR(t, repo, "ok2", localenv.ImageSpec{})
 					bad = pushECR(t, repo, "bad", localenv.ImageSpec{})
-					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
-						if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/"+repo+"/manifests/bad") {
-							return http.StatusForbidden, `{"errors":[{"code":"DENIED","message":"injected failure for tag bad"}]}`, true
-						}
-						return 0, "", false
-					})
+					refuseManifestPut(repo, "bad", http.StatusForbidden, `{"errors":[{"code":"DENIED","message":"injected failure for tag bad"}]}`)
 				},
 				Config:      config,
 				ExpectError: regexp.MustCompile(`(?s)Tag Copy Failed.*bad.*injected failure for tag bad`),
@@ -478,7 +497,7 @@ func TestAccMirroredImage_partialFailure(t *testing.T) {
 					if _, found := gitlabDigest(t, image, "bad"); found {
 						t.Fatal("tag bad reached GitLab despite the injected failure")
 					}
-					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) { puts.observe(r); return 0, "", false })
+					puts.start()
 				},
 				Config: config,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
@@ -487,9 +506,7 @@ func TestAccMirroredImage_partialFailure(t *testing.T) {
 				}},
 				Check: func(*terraform.State) error {
 					checkGitLabDigests(t, image, map[string]string{"ok1": ok1.Digest, "ok2": ok2.Digest, "bad": bad.Digest})
-					if got := puts.list(); len(got) != 1 || !strings.HasSuffix(got[0], "/manifests/bad") {
-						t.Errorf("re-apply sent manifest PUTs %v, want only the one for bad", got)
-					}
+					puts.expectOnly(t, "bad")
 					return nil
 				},
 			},
@@ -720,12 +737,7 @@ func TestAccMirroredImage_partialFailureOnCreate(t *testing.T) {
 		Steps: []resource.TestStep{
 			{
 				PreConfig: func() {
-					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) {
-						if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/"+repo+"/manifests/bad") {
-							return http.StatusInternalServerError, `{"errors":[{"code":"UNKNOWN","message":"injected storage failure"}]}`, true
-						}
-						return 0, "", false
-					})
+					refuseManifestPut(repo, "bad", http.StatusInternalServerError, `{"errors":[{"code":"UNKNOWN","message":"injected storage failure"}]}`)
 				},
 				Config:      config,
 				ExpectError: regexp.MustCompile(`(?s)Tag Copy Failed.*bad.*injected storage failure`),
@@ -735,7 +747,7 @@ func TestAccMirroredImage_partialFailureOnCreate(t *testing.T) {
 				// deletes nothing (delete_on_destroy is false) and copies only bad.
 				PreConfig: func() {
 					checkGitLabDigests(t, image, map[string]string{"good": good.Digest})
-					testEnv.GitLabProxy.SetFault(func(r *http.Request) (int, string, bool) { puts.observe(r); return 0, "", false })
+					puts.start()
 				},
 				Config: config,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
@@ -743,9 +755,7 @@ func TestAccMirroredImage_partialFailureOnCreate(t *testing.T) {
 				}},
 				Check: func(*terraform.State) error {
 					checkGitLabDigests(t, image, map[string]string{"good": good.Digest, "bad": bad.Digest})
-					if got := puts.list(); len(got) != 1 || !strings.HasSuffix(got[0], "/manifests/bad") {
-						t.Errorf("re-apply sent manifest PUTs %v, want only the one for bad", got)
-					}
+					puts.expectOnly(t, "bad")
 					return nil
 				},
 			},
