@@ -453,7 +453,7 @@ func (r *mirroredImageResource) Read(ctx context.Context, req resource.ReadReque
 		target = state.TargetReference.ValueString()
 	} else {
 		host, _, _ := strings.Cut(target, "/")
-		r.data.engine.AddGitLabRegistry(host, r.insecureHost(host))
+		r.data.engine.AddGitLabRegistry(host, r.data.gitlab.InsecureRegistry(host))
 	}
 
 	digests, err := r.data.engine.Digests(ctx, target, tags)
@@ -502,12 +502,6 @@ func (r *mirroredImageResource) lookUpTarget(ctx context.Context, m *mirroredIma
 			m.TargetImage.ValueString(), m.GitLabProject.ValueString(), err))
 	}
 	return false
-}
-
-// insecureHost tells whether a registry host from state is plain HTTP, which
-// only a configured http:// registry_url can make it.
-func (r *mirroredImageResource) insecureHost(host string) bool {
-	return r.data.gitlab.InsecureRegistry(host)
 }
 
 func (r *mirroredImageResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
