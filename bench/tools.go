@@ -333,12 +333,8 @@ func (b *bench) prepareSkopeo(ctx context.Context, dir, project string) (func(co
 			"images":      images,
 		},
 	}
-	raw, err := json.MarshalIndent(src, "", "  ")
-	if err != nil {
-		return nil, nil, err
-	}
 	yamlPath := filepath.Join(dir, "sync.yaml")
-	if err := os.WriteFile(yamlPath, raw, 0o600); err != nil {
+	if err := writeConfig(yamlPath, src); err != nil {
 		return nil, nil, err
 	}
 	// skopeo's blob-info cache remembers where blobs already are in the
@@ -399,12 +395,8 @@ func (b *bench) prepareRegsync(ctx context.Context, dir, project string) (func(c
 		})
 	}
 	cfg["sync"] = syncs
-	raw, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return nil, nil, err
-	}
 	cfgPath := filepath.Join(dir, "regsync.yaml")
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
+	if err := writeConfig(cfgPath, cfg); err != nil {
 		return nil, nil, err
 	}
 	env := append(os.Environ(), "HOME="+dir)
@@ -449,4 +441,14 @@ func (b *bench) prepareCrane(ctx context.Context, dir, project string) (func(con
 func hostOf(endpoint string) string {
 	h := strings.TrimPrefix(strings.TrimPrefix(endpoint, "http://"), "https://")
 	return strings.TrimSuffix(h, "/")
+}
+
+// writeConfig writes a tool's configuration as indented JSON, which YAML
+// readers take as it is; 0600, since it holds credentials.
+func writeConfig(path string, v any) error {
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, raw, 0o600)
 }
