@@ -60,6 +60,7 @@ type Client struct {
 	api        API
 	registryID string
 	endpoint   string
+	region     string
 
 	mu    sync.Mutex
 	cred  Credential
@@ -86,6 +87,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Profile != "" {
 		loadOpts = append(loadOpts, awsconfig.WithSharedConfigProfile(cfg.Profile))
 	}
+	// Adaptive retries slow the client down when ECR throttles, so a large
+	// migration does not push a production registry past its quotas.
+	loadOpts = append(loadOpts, awsconfig.WithRetryMode(aws.RetryModeAdaptive))
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
@@ -109,7 +113,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 	})
-	return NewWithAPI(api, cfg.RegistryID, cfg.RegistryEndpoint), nil
+	c := NewWithAPI(api, cfg.RegistryID, cfg.RegistryEndpoint)
+	c.region = awsCfg.Region
+	return c, nil
 }
 
 // NewWithAPI wraps an existing API client.
@@ -337,12 +343,36 @@ func (c *Client) Credential(ctx context.Context) (Credential, error) {
 	return c.cred, nil
 }
 
-// Invalidate forgets the registry credential, so the next Credential call
-// asks ECR for a new token: for a registry that refused the current one early.
-func (c *Client) Invalidate() {
+// Renew replaces a credential the registry refused, unless another caller
+// replaced it already, and returns the current one.
+func (c *Client) Renew(ctx context.Context, refused Credential) (Credential, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cred = Credential{}
+	if c.cred.Password == refused.Password {
+		c.cred = Credential{}
+	}
+	c.mu.Unlock()
+	return c.Credential(ctx)
+}
+
+// RegistryHost is the registry host name of an account, e.g.
+// 123456789012.dkr.ecr.eu-west-1.amazonaws.com. For the default account
+// ("" and no registry_id) ECR tells it with the registry credential.
+func (c *Client) RegistryHost(ctx context.Context, registryID string) (string, error) {
+	id := aws.ToString(c.registry(registryID))
+	if id == "" || c.region == "" {
+		cred, err := c.Credential(ctx)
+		if err != nil {
+			return "", err
+		}
+		if id == "" {
+			return cred.Host, nil
+		}
+	}
+	suffix := "amazonaws.com"
+	if strings.HasPrefix(c.region, "cn-") {
+		suffix = "amazonaws.com.cn"
+	}
+	return fmt.Sprintf("%s.dkr.ecr.%s.%s", id, c.region, suffix), nil
 }
 
 // IsAccessDenied tells whether err is an authorization failure from AWS.

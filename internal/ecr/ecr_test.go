@@ -512,7 +512,7 @@ func TestRegistryEndpoint(t *testing.T) {
 	}
 }
 
-func TestCredentialInvalidate(t *testing.T) {
+func TestCredentialRenew(t *testing.T) {
 	expiry := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	api := &fakeAPI{
 		authToken:  base64.StdEncoding.EncodeToString([]byte("AWS:first")),
@@ -525,15 +525,37 @@ func TestCredentialInvalidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	api.authToken = base64.StdEncoding.EncodeToString([]byte("AWS:second"))
-	if cred, _ := c.Credential(context.Background()); cred.Password != "first" {
-		t.Fatalf("before Invalidate the cached password is %q, want first", cred.Password)
+	first, _ := c.Credential(context.Background())
+	if first.Password != "first" {
+		t.Fatalf("before Renew the cached password is %q, want first", first.Password)
 	}
-	c.Invalidate()
-	cred, err := c.Credential(context.Background())
+	cred, err := c.Renew(context.Background(), first)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cred.Password != "second" {
-		t.Fatalf("after Invalidate the password is %q, want a new token (second)", cred.Password)
+		t.Fatalf("after Renew the password is %q, want a new token (second)", cred.Password)
+	}
+	// A second caller renewing the same refused credential gets the new one,
+	// and ECR is not asked again.
+	api.authToken = base64.StdEncoding.EncodeToString([]byte("AWS:third"))
+	if again, _ := c.Renew(context.Background(), first); again.Password != "second" {
+		t.Fatalf("renewing an already replaced credential gave %q, want second", again.Password)
+	}
+}
+
+func TestRegistryHost(t *testing.T) {
+	api := &fakeAPI{authToken: base64.StdEncoding.EncodeToString([]byte("AWS:p")), proxy: "https://111111111111.dkr.ecr.eu-west-1.amazonaws.com"}
+	c := NewWithAPI(api, "", "")
+	c.region = "eu-west-1"
+	if h, err := c.RegistryHost(context.Background(), ""); err != nil || h != "111111111111.dkr.ecr.eu-west-1.amazonaws.com" {
+		t.Errorf("default account: %q, %v", h, err)
+	}
+	if h, _ := c.RegistryHost(context.Background(), "222222222222"); h != "222222222222.dkr.ecr.eu-west-1.amazonaws.com" {
+		t.Errorf("other account: %q", h)
+	}
+	c.region = "cn-north-1"
+	if h, _ := c.RegistryHost(context.Background(), "333333333333"); h != "333333333333.dkr.ecr.cn-north-1.amazonaws.com.cn" {
+		t.Errorf("China partition: %q", h)
 	}
 }

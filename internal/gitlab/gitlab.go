@@ -11,8 +11,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	gl "gitlab.com/gitlab-org/api/client-go"
+	"golang.org/x/sync/singleflight"
 )
 
 // ErrNotFound reports a project, image repository or tag that does not exist.
@@ -38,6 +41,22 @@ type Client struct {
 	api         *gl.Client
 	cfg         Config
 	registryURL *url.URL
+
+	// Project lookups are kept for a while: one plan looks each project up
+	// once, however many resources share it.
+	lookups  singleflight.Group
+	mu       sync.Mutex
+	projects map[string]projectLookup
+	clock    func() time.Time
+}
+
+// projectCacheTTL is how long a project lookup is reused.
+const projectCacheTTL = 2 * time.Minute
+
+type projectLookup struct {
+	at      time.Time
+	project Project
+	err     error
 }
 
 // New builds a client; it makes no request.
@@ -62,7 +81,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the GitLab API client: %w", err)
 	}
-	c := &Client{api: api, cfg: cfg}
+	c := &Client{api: api, cfg: cfg, projects: map[string]projectLookup{}, clock: time.Now}
 	if cfg.RegistryURL != "" {
 		u, err := ParseRegistryURL(cfg.RegistryURL)
 		if err != nil {
@@ -132,8 +151,29 @@ func projectID(idOrPath string) any {
 	return idOrPath
 }
 
-// Project looks a project up by path or numeric ID.
+// Project looks a project up by path or numeric ID. A lookup, and an answer
+// that the project is missing or has no registry, is reused for a while;
+// other failures are not.
 func (c *Client) Project(ctx context.Context, idOrPath string) (Project, error) {
+	c.mu.Lock()
+	hit, ok := c.projects[idOrPath]
+	c.mu.Unlock()
+	if ok && c.clock().Sub(hit.at) < projectCacheTTL {
+		return hit.project, hit.err
+	}
+	v, err, _ := c.lookups.Do(idOrPath, func() (any, error) {
+		p, err := c.lookUpProject(ctx, idOrPath)
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrRegistryDisabled) {
+			c.mu.Lock()
+			c.projects[idOrPath] = projectLookup{at: c.clock(), project: p, err: err}
+			c.mu.Unlock()
+		}
+		return p, err
+	})
+	return v.(Project), err //nolint:forcetypeassert // lookUpProject returns a Project
+}
+
+func (c *Client) lookUpProject(ctx context.Context, idOrPath string) (Project, error) {
 	p, _, err := c.api.Projects.GetProject(projectID(idOrPath), nil, gl.WithContext(ctx))
 	if err != nil && c.cfg.JobToken && c.registryURL != nil && !isNumeric(idOrPath) && ctx.Err() == nil {
 		// GitLab lets CI job tokens use the container registry, and the

@@ -1,363 +1,73 @@
-// Package mirror is the copy engine: it compares tag digests between an ECR
-// repository and a GitLab image repository and streams, registry to registry,
-// exactly the digests that differ. One Engine serves every resource of an apply,
-// so the blob semaphore and the registry clients are shared.
 package mirror
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
+	"maps"
+	"slices"
 	"sort"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/regclient/regclient"
-	"github.com/regclient/regclient/config"
-	"github.com/regclient/regclient/scheme/reg"
-	"github.com/regclient/regclient/types/errs"
-	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
-
-	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
+	"golang.org/x/sync/errgroup"
 )
 
-// maxAttempts bounds retries of a digest copy after an authorization failure.
-const maxAttempts = 5
+// maxAttempts bounds the copies of one digest that fail on the way
+// (throttling, a 5xx, a broken stream); each attempt skips what landed.
+const maxAttempts = 2
 
-// ErrNotFound reports a manifest or repository the registry does not have.
-var ErrNotFound = errors.New("not found in the registry")
-
-// Credentials supplies the ECR registry credential; ecr.Client satisfies it.
-type Credentials interface {
-	Credential(ctx context.Context) (ecr.Credential, error)
-	// Invalidate drops a credential a registry refused.
-	Invalidate()
-	RegistryEndpoint() string
-}
-
-// Logger receives progress lines; fields never hold secrets.
-type Logger func(ctx context.Context, msg string, fields map[string]any)
-
-// Config sets up an Engine.
-type Config struct {
-	ECR Credentials
-	// GitLabUser and GitLabToken log in to the GitLab registry's token service;
-	// GitLabUser is asked once, when a GitLab registry is first used.
-	GitLabUser  func(ctx context.Context) string
-	GitLabToken string
-	// MaxConcurrentBlobs bounds the blob streams in flight across the provider.
-	MaxConcurrentBlobs int
-	// RequestsPerSecond limits requests per registry host; 0 is unlimited.
-	RequestsPerSecond float64
-	Logger            Logger
-	Slog              *slog.Logger
-	UserAgent         string
-}
-
-// reposPerClient bounds the GitLab repositories one regclient serves.
-// regclient keeps one registry token per host and adds every repository's
-// scope to it, so one client for a whole migration would send a token that
-// grows with each repository: slower to verify on every request, and past
-// a few dozen repositories larger than the 8 KiB header line NGINX (in front
-// of self-managed GitLab) accepts. A small group shares a token instead.
-const reposPerClient = 16
-
-// Engine copies images; safe for concurrent use by many resources.
-type Engine struct {
-	cfg       Config
-	sem       chan struct{} // bounds blob transfers across every resource
-	transport *http.Transport
-	// blobs remembers which GitLab repositories hold which blobs, for mounts.
-	blobs *blobIndex
-
-	mu      sync.Mutex
-	pool    []*pooledClient
-	byRepo  map[string]*pooledClient // target repository -> its client
-	ecrCred ecr.Credential
-	glHosts map[string]bool // GitLab registry host -> plain HTTP
-	glUser  string
-}
-
-type pooledClient struct {
-	rc    *regclient.RegClient
-	repos int
-	// warm: the client has met the GitLab registry's token challenge, so it
-	// asks for new scopes before sending instead of drawing a 401 per request.
-	warm atomic.Bool
-}
-
-// New builds an engine; no request is made until it is used.
-func New(cfg Config) *Engine {
-	if cfg.MaxConcurrentBlobs <= 0 {
-		cfg.MaxConcurrentBlobs = 8
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = func(context.Context, string, map[string]any) {}
-	}
-	// One transport for every client: connections are kept and reused per host.
-	transport := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // the standard library's own type
-	transport.MaxIdleConnsPerHost = (cfg.MaxConcurrentBlobs + 2) * 2
-	transport.MaxIdleConns = transport.MaxIdleConnsPerHost * 4
-	transport.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return &Engine{
-		cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), transport: transport,
-		glHosts: map[string]bool{}, blobs: newBlobIndex(), byRepo: map[string]*pooledClient{},
-	}
-}
-
-// AddGitLabRegistry makes a GitLab registry host known to the engine.
-func (e *Engine) AddGitLabRegistry(host string, insecure bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if prev, ok := e.glHosts[host]; !ok || prev != insecure {
-		e.glHosts[host] = insecure
-		e.dropPool()
-	}
-}
-
-func (e *Engine) dropPool() {
-	e.pool = nil
-	e.byRepo = map[string]*pooledClient{}
-}
-
-// client returns the regclient serving a target repository, with a fresh ECR
-// credential. A new ECR token or a new GitLab host means new clients; copies
-// in flight keep the old ones.
-func (e *Engine) client(ctx context.Context, repo string) (*regclient.RegClient, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var cred ecr.Credential
-	if e.cfg.ECR != nil {
-		var err error
-		cred, err = e.cfg.ECR.Credential(ctx)
-		if err != nil {
-			return nil, err
-		}
-	}
-	if cred != e.ecrCred {
-		e.dropPool()
-		e.ecrCred = cred
-	}
-	if p := e.byRepo[repo]; p != nil {
-		return p.rc, nil
-	}
-	var p *pooledClient
-	if n := len(e.pool); n > 0 && e.pool[n-1].repos < reposPerClient {
-		p = e.pool[n-1]
-	} else {
-		rc, err := e.build(ctx, cred)
-		if err != nil {
-			return nil, err
-		}
-		p = &pooledClient{rc: rc}
-		e.pool = append(e.pool, p)
-	}
-	p.repos++
-	e.byRepo[repo] = p
-	return p.rc, nil
-}
-
-// build makes a regclient for both registries; called with e.mu held.
-func (e *Engine) build(ctx context.Context, cred ecr.Credential) (*regclient.RegClient, error) {
-	concurrent := int64(e.cfg.MaxConcurrentBlobs) + 2
-	var hosts []config.Host
-	if cred.Host != "" {
-		h := config.Host{Name: cred.Host, User: cred.User, Pass: cred.Password, ReqConcurrent: concurrent, ReqPerSec: e.cfg.RequestsPerSecond}
-		if ep := e.cfg.ECR.RegistryEndpoint(); ep != "" {
-			u, err := url.Parse(ep)
-			if err != nil || u.Host == "" {
-				return nil, fmt.Errorf("invalid ECR registry endpoint %q", ep)
-			}
-			h.Hostname = u.Host
-			if u.Scheme == "http" {
-				h.TLS = config.TLSDisabled
-			}
-		}
-		hosts = append(hosts, h)
-	}
-	if len(e.glHosts) > 0 && e.glUser == "" {
-		e.glUser = "imagesync"
-		if e.cfg.GitLabUser != nil {
-			e.glUser = e.cfg.GitLabUser(ctx)
-		}
-	}
-	for host, insecure := range e.glHosts {
-		h := config.Host{Name: host, User: e.glUser, Pass: e.cfg.GitLabToken, ReqConcurrent: concurrent, ReqPerSec: e.cfg.RequestsPerSecond}
-		if insecure {
-			h.TLS = config.TLSDisabled
-		}
-		hosts = append(hosts, h)
-	}
-	opts := []regclient.Opt{
-		regclient.WithConfigHost(hosts...),
-		regclient.WithRegOpts(reg.WithTransport(e.transport)),
-		regclient.WithRetryLimit(3),
-		// regclient spaces every later request to a host by this delay after
-		// one failure; keep it short so a single 500 does not stall the run.
-		regclient.WithRetryDelay(100*time.Millisecond, 2*time.Second),
-	}
-	if e.cfg.Slog != nil {
-		opts = append(opts, regclient.WithSlog(e.cfg.Slog))
-	}
-	if e.cfg.UserAgent != "" {
-		opts = append(opts, regclient.WithUserAgent(e.cfg.UserAgent))
-	}
-	return regclient.New(opts...), nil
-}
-
-// renew replaces a client whose registry token was refused. regclient keeps a
-// token for at least 60 seconds whatever the registry says, and does not ask
-// again while it believes the token valid; a new client starts without one.
-func (e *Engine) renew(ctx context.Context, repo string, stale *regclient.RegClient) (*regclient.RegClient, error) {
-	if e.cfg.ECR != nil {
-		// Either side may have refused: ECR's token is asked for again too.
-		e.cfg.ECR.Invalidate()
-	}
-	e.mu.Lock()
-	if p := e.byRepo[repo]; p != nil && p.rc == stale {
-		rc, err := e.build(ctx, e.ecrCred)
-		if err != nil {
-			e.mu.Unlock()
-			return nil, err
-		}
-		p.rc = rc
-		p.warm.Store(false)
-	}
-	e.mu.Unlock()
-	return e.client(ctx, repo)
-}
-
-func (e *Engine) warm(repo string, rc *regclient.RegClient) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p := e.byRepo[repo]
-	return p != nil && p.rc == rc && p.warm.Load()
-}
-
-func (e *Engine) markWarm(repo string, rc *regclient.RegClient) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if p := e.byRepo[repo]; p != nil && p.rc == rc {
-		p.warm.Store(true)
-	}
-}
-
-// Digests asks the target registry for each tag's digest, one HEAD per tag in
-// parallel. A tag the registry does not have is absent from the result.
-func (e *Engine) Digests(ctx context.Context, image string, tags []string) (map[string]string, error) {
-	base, err := ref.New(image)
-	if err != nil {
-		return nil, fmt.Errorf("invalid image reference %q: %w", image, err)
-	}
-	repo := base.SetTag("").CommonName()
-	rc, err := e.client(ctx, repo)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]string, len(tags))
-	pending := tags
-	var errl []error
-	for attempt := 1; attempt <= 2 && len(pending) > 0; attempt++ {
-		var refused []string
-		refused, errl = e.heads(ctx, rc, base, pending, out, !e.warm(repo, rc))
-		if len(refused) == 0 || attempt == 2 {
-			break
-		}
-		if rc, err = e.renew(ctx, repo, rc); err != nil {
-			return out, err
-		}
-		pending = refused
-	}
-	if len(errl) > 0 {
-		return out, fmt.Errorf("reading digests from %s: %w", image, errors.Join(errl...))
-	}
-	return out, nil
-}
-
-// heads sends one HEAD per tag, filling out; it returns the tags whose token
-// was refused and every error.
-func (e *Engine) heads(ctx context.Context, rc *regclient.RegClient, base ref.Ref, tags []string, out map[string]string, serialFirst bool) ([]string, []error) {
-	var (
-		mu      sync.Mutex
-		wg      sync.WaitGroup
-		errl    []error
-		refused []string
-		lim     = make(chan struct{}, 16)
-	)
-	for i, tag := range tags {
-		wg.Add(1)
-		head := func() {
-			defer wg.Done()
-			lim <- struct{}{}
-			defer func() { <-lim }()
-			m, err := rc.ManifestHead(ctx, base.SetTag(tag), regclient.WithManifestRequireDigest())
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				out[tag] = m.GetDescriptor().Digest.String()
-			case errors.Is(err, errs.ErrNotFound):
-			default:
-				if errors.Is(err, errs.ErrHTTPUnauthorized) {
-					refused = append(refused, tag)
-				}
-				errl = append(errl, fmt.Errorf("tag %q: %w", tag, err))
-			}
-		}
-		if i == 0 && serialFirst {
-			// Alone first on a new client: it meets the registry's token
-			// challenge once, and the other HEADs go out with the token
-			// instead of each drawing a 401.
-			head()
-			e.markWarm(base.SetTag("").CommonName(), rc)
-			continue
-		}
-		go head()
-	}
-	wg.Wait()
-	return refused, errl
-}
-
-// Request is one repository's copy: make every tag in Want point at its digest.
+// Request is one repository's copy: make every tag in Want point at its
+// digest, and every planned referrer exist.
 type Request struct {
 	Source string // e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api
 	Target string // e.g. registry.gitlab.com/group/project/team/api
 	// Want maps tag -> digest as planned.
 	Want map[string]string
-	// Current maps tag -> digest the target holds now; tags equal to Want are skipped.
-	Current       map[string]string
-	CopyReferrers bool
+	// Current maps tag -> digest GitLab holds now; tags equal to Want are left alone.
+	Current map[string]string
+	// Referrers maps subject digest -> referrer digests GitLab must hold;
+	// nil when referrers are not copied.
+	Referrers map[string][]string
 }
 
 // Result says what landed; nothing that landed is forgotten when others fail.
 type Result struct {
-	Landed map[string]string // tag -> digest now in the target
+	Landed map[string]string // tag -> digest now in GitLab
 	Failed map[string]error  // tag -> why
-	Stats  Stats
+	// Referrers maps subject -> referrer digests now in GitLab.
+	Referrers      map[string][]string
+	ReferrerFailed map[string]error // referrer digest -> why
+	Stats          Stats
 }
 
 // Stats counts the work done for one request.
 type Stats struct {
 	Tags         int
 	Digests      int
+	Referrers    int
 	Bytes        int64
 	BlobsCopied  int
 	BlobsMounted int
 	BlobsSkipped int
 }
 
-// Copy copies each differing digest once, then tags it with any further tags.
-func (e *Engine) Copy(ctx context.Context, req Request) Result {
-	res := Result{Landed: map[string]string{}, Failed: map[string]error{}}
+func (s *Stats) add(o Stats) {
+	s.Tags += o.Tags
+	s.Digests += o.Digests
+	s.Referrers += o.Referrers
+	s.Bytes += o.Bytes
+	s.BlobsCopied += o.BlobsCopied
+	s.BlobsMounted += o.BlobsMounted
+	s.BlobsSkipped += o.BlobsSkipped
+}
+
+// Mirror copies each differing digest once, then tags it with any further
+// tags, then the referrers GitLab lacks. The ECR credential is asked for only
+// when something must be read from ECR.
+func (e *Engine) Mirror(ctx context.Context, req Request) Result {
+	res := Result{Landed: map[string]string{}, Failed: map[string]error{}, Referrers: map[string][]string{}, ReferrerFailed: map[string]error{}}
 	byDigest := map[string][]string{}
 	for tag, dig := range req.Want {
 		if req.Current[tag] == dig {
@@ -366,46 +76,66 @@ func (e *Engine) Copy(ctx context.Context, req Request) Result {
 		}
 		byDigest[dig] = append(byDigest[dig], tag)
 	}
-	if len(byDigest) == 0 {
+	if len(byDigest) == 0 && len(req.Referrers) == 0 {
 		return res
 	}
-	src, err := ref.New(req.Source)
-	if err == nil {
-		var tgt ref.Ref
-		tgt, err = ref.New(req.Target)
-		if err == nil {
-			var rc *regclient.RegClient
-			if rc, err = e.client(ctx, tgt.SetTag("").CommonName()); err == nil {
-				e.copyDigests(ctx, rc, src, tgt, byDigest, req, &res)
-				return res
+	c, err := e.newCopier(ctx, req)
+	if err != nil {
+		for _, tags := range byDigest {
+			for _, t := range tags {
+				res.Failed[t] = err
 			}
 		}
-	}
-	for _, tags := range byDigest {
-		for _, t := range tags {
-			res.Failed[t] = err
+		for _, refs := range req.Referrers {
+			for _, r := range refs {
+				res.ReferrerFailed[r] = err
+			}
 		}
+		return res
 	}
+	e.mirrorTags(ctx, c, byDigest, &res)
+	e.mirrorReferrers(ctx, c, req.Referrers, &res)
 	return res
 }
 
-func (e *Engine) copyDigests(ctx context.Context, rc *regclient.RegClient, src, tgt ref.Ref, byDigest map[string][]string, req Request, res *Result) {
+// newCopier parses both references; the copier carries them to every digest.
+func (e *Engine) newCopier(ctx context.Context, req Request) (*copier, error) {
+	src, err := e.sourceRef(ctx, req.Source)
+	if err != nil {
+		return nil, err
+	}
+	tgt, err := e.gitlabRef(req.Target)
+	if err != nil {
+		return nil, &SideError{Side: SideGitLab, Err: err}
+	}
+	return &copier{e: e, rc: e.client(), src: src, tgt: tgt}, nil
+}
+
+// sourceRef parses an ECR repository reference and prepares its host.
+func (e *Engine) sourceRef(_ context.Context, source string) (ref.Ref, error) {
+	r, err := ref.New(source)
+	if err != nil {
+		return ref.Ref{}, &SideError{Side: SideECR, Err: fmt.Errorf("invalid repository reference %q: %w", source, err)}
+	}
+	if err := e.addECRHost(r.Registry); err != nil {
+		return ref.Ref{}, err
+	}
+	return r.SetTag(""), nil
+}
+
+// mirrorTags copies the digests in parallel, at most as many at once as the
+// blob semaphore allows streams.
+func (e *Engine) mirrorTags(ctx context.Context, c *copier, byDigest map[string][]string, res *Result) {
 	var (
 		mu sync.Mutex
-		wg sync.WaitGroup
+		g  errgroup.Group
 	)
-	digests := make([]string, 0, len(byDigest))
-	for d := range byDigest {
-		digests = append(digests, d)
-	}
-	sort.Strings(digests)
-	for _, dig := range digests {
+	g.SetLimit(e.cfg.MaxConcurrentBlobs)
+	for _, dig := range slices.Sorted(maps.Keys(byDigest)) {
 		tags := byDigest[dig]
 		sort.Strings(tags)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stats, landed, failed := e.copyDigest(ctx, rc, src, tgt, dig, tags, req.CopyReferrers)
+		g.Go(func() error {
+			stats, landed, failed := e.copyDigest(ctx, c, dig, tags)
 			mu.Lock()
 			defer mu.Unlock()
 			res.Stats.add(stats)
@@ -415,128 +145,150 @@ func (e *Engine) copyDigests(ctx context.Context, rc *regclient.RegClient, src, 
 			for t, err := range failed {
 				res.Failed[t] = err
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 }
 
-func (s *Stats) add(o Stats) {
-	s.Tags += o.Tags
-	s.Digests += o.Digests
-	s.Bytes += o.Bytes
-	s.BlobsCopied += o.BlobsCopied
-	s.BlobsMounted += o.BlobsMounted
-	s.BlobsSkipped += o.BlobsSkipped
-}
-
-// copyDigest copies src@dig to tgt:tags[0], then puts the same manifest bytes
-// under the other tags.
-func (e *Engine) copyDigest(ctx context.Context, rc *regclient.RegClient, src, tgt ref.Ref, dig string, tags []string, referrers bool) (Stats, []string, map[string]error) {
+// copyDigest copies dig under tags[0], retrying what failed on the way, then
+// puts the same manifest bytes under the other tags.
+func (e *Engine) copyDigest(ctx context.Context, c *copier, dig string, tags []string) (Stats, []string, map[string]error) {
 	start := time.Now()
 	var (
-		st     Stats
-		failed = map[string]error{}
-		landed []string
-	)
-	first := tgt.SetTag(tags[0])
-	var (
+		st  Stats
 		err error
-		top manifest.Manifest
+		top *copier
 	)
-	transient := 0
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		// Each attempt skips the blobs that already landed.
-		c := &copier{e: e, rc: rc, src: src.SetTag(""), tgt: tgt.SetTag(""), referrers: referrers}
-		err = c.copyManifest(ctx, dig, tags[0])
-		st.add(c.stats)
-		top = c.top
-		if err == nil || ctx.Err() != nil {
+		top = &copier{e: e, rc: c.rc, src: c.src, tgt: c.tgt}
+		err = top.copyTagged(ctx, dig, tags[0])
+		st.add(top.stats)
+		if err == nil || ctx.Err() != nil || !isTransient(err) {
 			break
 		}
-		if tokenRefused(err) {
-			// A registry token can lapse between two requests of one copy
-			// (GitLab's last 5 minutes): ask for a new one.
-			e.cfg.Logger(ctx, "registry refused the token; retrying with a new one", map[string]any{"target": first.CommonName(), "attempt": attempt})
-			var renewErr error
-			if rc, renewErr = e.renew(ctx, tgt.SetTag("").CommonName(), rc); renewErr != nil {
-				err = renewErr
-				break
-			}
-			continue
-		}
-		if transient++; transient > 1 || !isTransient(err) {
-			break
-		}
-		// A connection cut in the middle of a blob cannot be resumed by
-		// regclient (the stream is gone); one more attempt streams it again.
-		e.cfg.Logger(ctx, "copy interrupted; retrying once", map[string]any{"target": first.CommonName(), "error": err.Error()})
+		e.cfg.Logger(ctx, "copy interrupted; trying again", map[string]any{"target": c.tgt.SetTag(tags[0]).CommonName(), "attempt": attempt, "error": err.Error()})
 	}
-	srcRef := src.SetDigest(dig)
+	failed := map[string]error{}
 	if err != nil {
-		err = explain(err, srcRef, first)
 		for _, t := range tags {
-			failed[t] = err
+			failed[t] = fmt.Errorf("copying %s to %s: %w", c.src.SetDigest(dig).CommonName(), c.tgt.SetTag(t).CommonName(), err)
 		}
 		return st, nil, failed
 	}
-	st.Digests = 1
-	landed = append(landed, tags[0])
-	if len(tags) > 1 {
-		// Further tags on the digest: the same manifest bytes, one PUT each.
-		for _, t := range tags[1:] {
-			if err := rc.ManifestPut(ctx, tgt.SetTag(t), top); err != nil {
-				failed[t] = explain(err, srcRef, tgt.SetTag(t))
-				continue
-			}
-			landed = append(landed, t)
+	landed := []string{tags[0]}
+	for _, t := range tags[1:] {
+		if err := top.putManifest(ctx, c.tgt.SetTag(t), top.top); err != nil {
+			failed[t] = fmt.Errorf("tagging %s as %s: %w", dig, c.tgt.SetTag(t).CommonName(), err)
+			continue
 		}
+		landed = append(landed, t)
 	}
-	st.Tags = len(landed)
-	for _, t := range landed {
-		e.cfg.Logger(ctx, "copied tag", map[string]any{
-			"source":        src.SetTag(t).CommonName(),
-			"target":        tgt.SetTag(t).CommonName(),
-			"digest":        dig,
-			"bytes":         st.Bytes,
-			"blobs_copied":  st.BlobsCopied,
-			"blobs_mounted": st.BlobsMounted,
-			"blobs_skipped": st.BlobsSkipped,
-			"seconds":       time.Since(start).Seconds(),
-		})
-	}
+	st.Digests, st.Tags = 1, len(landed)
+	e.logCopied(ctx, c, dig, landed, st, time.Since(start))
 	return st, landed, failed
 }
 
-// tokenRefused is a 401: the token lapsed or was revoked. regclient reports
-// 403 (denied, e.g. no push right) under the same error; that one is final.
-func tokenRefused(err error) bool {
-	return errors.Is(err, errs.ErrHTTPUnauthorized) && !strings.Contains(err.Error(), "[http 403]")
+func (e *Engine) logCopied(ctx context.Context, c *copier, dig string, tags []string, st Stats, took time.Duration) {
+	for _, t := range tags {
+		e.cfg.Logger(ctx, "copied tag", map[string]any{
+			"source": c.src.SetTag(t).CommonName(), "target": c.tgt.SetTag(t).CommonName(), "digest": dig,
+			"bytes": st.Bytes, "blobs_copied": st.BlobsCopied, "blobs_mounted": st.BlobsMounted,
+			"blobs_skipped": st.BlobsSkipped, "seconds": took.Seconds(),
+		})
+	}
 }
 
-// isTransient is a failure another attempt may not meet: a broken connection,
-// a short read, or the registry's 5xx after regclient's own retries.
-func isTransient(err error) bool {
-	if errors.As(err, new(transferError)) {
-		return !strings.Contains(err.Error(), "[http 403]")
+// mirrorReferrers makes every planned referrer exist in GitLab, after its
+// subject: subjects whose copy failed keep their referrers for the next run.
+func (e *Engine) mirrorReferrers(ctx context.Context, c *copier, planned map[string][]string, res *Result) {
+	held := map[string]bool{}
+	for _, d := range res.Landed {
+		held[d] = true
 	}
-	if errors.Is(err, errs.ErrHTTPStatus) {
-		return strings.Contains(err.Error(), "[http 5")
+	for _, subject := range referrerOrder(planned, held) {
+		refs := planned[subject]
+		if !held[subject] {
+			for _, r := range refs {
+				res.ReferrerFailed[r] = fmt.Errorf("not copied: its subject %s is not in GitLab", subject)
+			}
+			continue
+		}
+		for _, r := range e.copyReferrers(ctx, c, refs, res) {
+			held[r] = true
+			res.Referrers[subject] = append(res.Referrers[subject], r)
+		}
+		sort.Strings(res.Referrers[subject])
 	}
-	var netErr net.Error
-	return errors.As(err, &netErr) || errors.Is(err, errs.ErrNotRetryable) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// explain adds which side failed, so the diagnostic names the registry at fault.
-func explain(err error, src, tgt ref.Ref) error {
-	switch {
-	case errors.As(err, new(transferError)):
-		return fmt.Errorf("copying %s to %s: a blob transfer broke off (tried twice): %w", src.CommonName(), tgt.CommonName(), err)
-	case errors.Is(err, errs.ErrHTTPUnauthorized):
-		return fmt.Errorf("copying %s to %s: the registry refused the credentials: %w", src.CommonName(), tgt.CommonName(), err)
-	case errors.Is(err, errs.ErrNotFound):
-		return fmt.Errorf("copying %s to %s: %w: %w", src.CommonName(), tgt.CommonName(), ErrNotFound, err)
-	default:
-		return fmt.Errorf("copying %s to %s: %w", src.CommonName(), tgt.CommonName(), err)
+// copyReferrers copies the referrers GitLab lacks, by digest, and returns
+// those GitLab holds afterwards.
+func (e *Engine) copyReferrers(ctx context.Context, c *copier, refs []string, res *Result) []string {
+	present, err := e.headAll(ctx, refs, func(d string) ref.Ref { return c.tgt.SetDigest(d) })
+	var (
+		mu   sync.Mutex
+		have []string
+		g    errgroup.Group
+	)
+	g.SetLimit(e.cfg.MaxConcurrentBlobs)
+	for _, r := range refs {
+		if present[r] == r {
+			have = append(have, r)
+			continue
+		}
+		if err != nil {
+			res.ReferrerFailed[r] = err
+			continue
+		}
+		g.Go(func() error {
+			cp := &copier{e: e, rc: c.rc, src: c.src, tgt: c.tgt}
+			cerr := cp.copyByDigest(ctx, r)
+			mu.Lock()
+			defer mu.Unlock()
+			res.Stats.add(cp.stats)
+			if cerr != nil {
+				res.ReferrerFailed[r] = fmt.Errorf("copying referrer %s to %s: %w", r, c.tgt.CommonName(), cerr)
+				return nil
+			}
+			res.Stats.Referrers++
+			have = append(have, r)
+			return nil
+		})
 	}
+	_ = g.Wait()
+	return have
 }
+
+// referrerOrder lists subjects so that a subject comes after the referrer
+// that it is (a signature of an SBOM after the SBOM).
+func referrerOrder(planned map[string][]string, tagged map[string]bool) []string {
+	var order []string
+	done := map[string]bool{}
+	level := []string{}
+	for s := range tagged {
+		level = append(level, s)
+	}
+	for depth := 0; depth <= maxReferrerDepth && len(level) > 0; depth++ {
+		sort.Strings(level)
+		var next []string
+		for _, s := range level {
+			if done[s] || planned[s] == nil {
+				continue
+			}
+			done[s] = true
+			order = append(order, s)
+			next = append(next, planned[s]...)
+		}
+		level = next
+	}
+	for _, s := range slices.Sorted(maps.Keys(planned)) {
+		if !done[s] {
+			order = append(order, s) // a subject not reached from a tag: reported as missing
+		}
+	}
+	return order
+}
+
+// ErrNotFound reports a repository or manifest the registry does not have.
+var ErrNotFound = errors.New("not found in the registry")

@@ -21,7 +21,7 @@ func benchEngine(b *testing.B) (*localenv.Env, *Engine) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := New(Config{ECR: client, GitLabToken: env.GitLabToken})
+	e := New(Config{ECR: client, ECREndpoint: env.ECRRegistryEndpoint, GitLabToken: env.GitLabToken})
 	e.AddGitLabRegistry(env.GitLabRegistryHost, true)
 	return env, e
 }
@@ -63,9 +63,9 @@ func BenchmarkCopyRepositories(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res := e.Copy(ctx, Request{
+				res := e.Mirror(ctx, Request{
 					Source: env.ECRRegistryName + "/" + name, Target: project.ImagePrefix + "/" + name,
-					Want: repos[name], CopyReferrers: true,
+					Want: repos[name],
 				})
 				for tag, err := range res.Failed {
 					b.Errorf("%s:%s: %v", name, tag, err)
@@ -78,9 +78,9 @@ func BenchmarkCopyRepositories(b *testing.B) {
 	b.ReportMetric(float64(ecrBytes)/float64(b.N), "ecr-bytes/op")
 }
 
-// BenchmarkDigests is the rerun with nothing to copy: one HEAD per managed tag.
+// BenchmarkReadTags is the rerun with nothing to copy: one HEAD per managed tag.
 // It reports registry requests per tag.
-func BenchmarkDigests(b *testing.B) {
+func BenchmarkReadTags(b *testing.B) {
 	env, e := benchEngine(b)
 	repos := seededRepos(env)
 	project := env.GitLab.AddProject("bench/digests")
@@ -88,7 +88,7 @@ func BenchmarkDigests(b *testing.B) {
 	tags := 0
 	for name, want := range repos {
 		tags += len(want)
-		res := e.Copy(ctx, Request{Source: env.ECRRegistryName + "/" + name, Target: project.ImagePrefix + "/" + name, Want: want})
+		res := e.Mirror(ctx, Request{Source: env.ECRRegistryName + "/" + name, Target: project.ImagePrefix + "/" + name, Want: want})
 		if len(res.Failed) > 0 {
 			b.Fatal(res.Failed)
 		}
@@ -100,7 +100,7 @@ func BenchmarkDigests(b *testing.B) {
 			for t := range want {
 				keys = append(keys, t)
 			}
-			got, err := e.Digests(ctx, project.ImagePrefix+"/"+name, keys)
+			got, err := e.ReadTags(ctx, project.ImagePrefix+"/"+name, keys)
 			if err != nil || len(got) != len(want) {
 				b.Fatalf("%s: %v %v", name, got, err)
 			}

@@ -5,26 +5,27 @@ import (
 	"log/slog"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/redact"
 )
 
-// tflogHandler routes regclient's slog output into Terraform's log, under the
-// provider's masks, so registry requests show in TF_LOG=DEBUG and nowhere else.
+// tflogHandler routes regclient's slog output into Terraform's log, so
+// registry requests show in TF_LOG=DEBUG and TRACE and nowhere else. Every
+// line passes the redactor first: regclient logs whole request URLs and
+// response headers, and ECR's layer downloads are pre-signed S3 URLs.
 type tflogHandler struct {
-	ctx   context.Context //nolint:containedctx // tflog keeps its sink in the context
-	attrs []slog.Attr
-	group string
+	ctx      context.Context //nolint:containedctx // tflog keeps its sink in the context
+	redactor *redact.Redactor
+	attrs    []slog.Attr
+	group    string
 }
 
-func newSlogger(ctx context.Context, secrets ...string) *slog.Logger {
+func newSlogger(ctx context.Context, redactor *redact.Redactor) *slog.Logger {
 	ctx = tflog.NewSubsystem(ctx, "regclient")
 	ctx = tflog.SubsystemMaskFieldValuesWithFieldKeys(ctx, "regclient", "token", "password", "Authorization", "pass")
-	for _, s := range secrets {
-		if s != "" {
-			ctx = tflog.SubsystemMaskAllFieldValuesStrings(ctx, "regclient", s)
-			ctx = tflog.SubsystemMaskMessageStrings(ctx, "regclient", s)
-		}
-	}
-	return slog.New(&tflogHandler{ctx: ctx})
+	ctx = tflog.SubsystemMaskAllFieldValuesRegexes(ctx, "regclient", redact.Patterns...)
+	ctx = tflog.SubsystemMaskMessageRegexes(ctx, "regclient", redact.Patterns...)
+	return slog.New(&tflogHandler{ctx: ctx, redactor: redactor})
 }
 
 func (h *tflogHandler) Enabled(context.Context, slog.Level) bool { return true }
@@ -36,22 +37,23 @@ func (h *tflogHandler) Handle(_ context.Context, r slog.Record) error {
 		if h.group != "" {
 			key = h.group + "." + key
 		}
-		fields[key] = a.Value.String()
+		fields[key] = h.redactor.String(a.Value.String())
 		return true
 	}
 	for _, a := range h.attrs {
 		add(a)
 	}
 	r.Attrs(add)
+	msg := h.redactor.String(r.Message)
 	switch {
 	case r.Level >= slog.LevelError:
-		tflog.SubsystemError(h.ctx, "regclient", r.Message, fields)
+		tflog.SubsystemError(h.ctx, "regclient", msg, fields)
 	case r.Level >= slog.LevelWarn:
-		tflog.SubsystemWarn(h.ctx, "regclient", r.Message, fields)
+		tflog.SubsystemWarn(h.ctx, "regclient", msg, fields)
 	case r.Level >= slog.LevelInfo:
-		tflog.SubsystemDebug(h.ctx, "regclient", r.Message, fields)
+		tflog.SubsystemDebug(h.ctx, "regclient", msg, fields)
 	default:
-		tflog.SubsystemTrace(h.ctx, "regclient", r.Message, fields)
+		tflog.SubsystemTrace(h.ctx, "regclient", msg, fields)
 	}
 	return nil
 }

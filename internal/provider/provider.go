@@ -23,6 +23,7 @@ import (
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
 	"github.com/imagesync/terraform-provider-imagesync/internal/gitlab"
 	"github.com/imagesync/terraform-provider-imagesync/internal/mirror"
+	"github.com/imagesync/terraform-provider-imagesync/internal/redact"
 )
 
 var _ provider.Provider = (*imagesyncProvider)(nil)
@@ -88,6 +89,48 @@ type providerData struct {
 	gitlab    *gitlab.Client
 	gitlabErr string // why GitLab is unusable (no token), reported where it is needed
 	engine    *mirror.Engine
+	// redactor knows every secret in play (the GitLab token, ECR registry
+	// passwords as they are issued) for logs and diagnostics.
+	redactor *redact.Redactor
+}
+
+// logContext masks every secret in the logs of one provider call: tflog's
+// masks live in the context, so each CRUD call sets them again.
+func (d *providerData) logContext(ctx context.Context) context.Context {
+	if d == nil {
+		return ctx
+	}
+	secrets := d.redactor.Secrets()
+	ctx = tflog.MaskAllFieldValuesStrings(ctx, secrets...)
+	ctx = tflog.MaskMessageStrings(ctx, secrets...)
+	ctx = tflog.MaskAllFieldValuesRegexes(ctx, redact.Patterns...)
+	ctx = tflog.MaskMessageRegexes(ctx, redact.Patterns...)
+	return tflog.MaskFieldValuesWithFieldKeys(ctx, "token", "password", "Authorization")
+}
+
+// ecrCredentials hands the engine ECR's registry credential and registers
+// each password with the redactor as it is issued.
+type ecrCredentials struct {
+	*ecr.Client
+	redactor *redact.Redactor
+}
+
+func (c ecrCredentials) Credential(ctx context.Context) (ecr.Credential, error) {
+	cred, err := c.Client.Credential(ctx)
+	c.register(cred)
+	return cred, err
+}
+
+func (c ecrCredentials) register(cred ecr.Credential) {
+	if cred.Password != "" {
+		c.redactor.Add(cred.Password, cred.User+":"+cred.Password)
+	}
+}
+
+func (c ecrCredentials) Renew(ctx context.Context, refused ecr.Credential) (ecr.Credential, error) {
+	cred, err := c.Client.Renew(ctx, refused)
+	c.register(cred)
+	return cred, err
 }
 
 func (p *imagesyncProvider) Metadata(_ context.Context, _ provider.MetadataRequest, resp *provider.MetadataResponse) {
@@ -231,11 +274,8 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		gitlabToken = os.Getenv(envCIJobToken)
 		jobToken = gitlabToken != ""
 	}
-	if gitlabToken != "" {
-		ctx = tflog.MaskAllFieldValuesStrings(ctx, gitlabToken)
-		ctx = tflog.MaskMessageStrings(ctx, gitlabToken)
-	}
-	ctx = tflog.MaskFieldValuesWithFieldKeys(ctx, "token", "password", "Authorization")
+	data := &providerData{redactor: redact.New(gitlabToken)}
+	ctx = data.logContext(ctx)
 
 	ecrCfg := ecr.Config{
 		Region:           cfg.ECR.Region.ValueString(),
@@ -255,7 +295,7 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		return
 	}
 
-	data := &providerData{ecr: ecrClient}
+	data.ecr = ecrClient
 	baseURL := firstNonEmpty(cfg.GitLab.BaseURL.ValueString(), os.Getenv(envGitLabBaseURL), os.Getenv(envCIServerURL), defaultGitLabURL)
 	registryURL := firstNonEmpty(cfg.GitLab.RegistryURL.ValueString(), os.Getenv(envGitLabRegistryURL))
 	if registryURL == "" && jobToken && os.Getenv(envCIRegistry) != "" {
@@ -290,7 +330,8 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		maxBlobs = int(cfg.MaxConcurrentBlobs.ValueInt64())
 	}
 	data.engine = mirror.New(mirror.Config{
-		ECR:                ecrClient,
+		ECR:                ecrCredentials{Client: ecrClient, redactor: data.redactor},
+		ECREndpoint:        ecrCfg.RegistryEndpoint,
 		GitLabUser:         glClient.RegistryUsername,
 		GitLabToken:        gitlabToken,
 		MaxConcurrentBlobs: maxBlobs,
@@ -298,9 +339,14 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		Logger: func(ctx context.Context, msg string, fields map[string]any) {
 			tflog.Info(ctx, msg, fields)
 		},
-		Slog:      newSlogger(ctx, gitlabToken),
+		Slog:      newSlogger(ctx, data.redactor),
 		UserAgent: "terraform-provider-imagesync/" + p.version,
 	})
+	if registryURL != "" {
+		if u, err := gitlab.ParseRegistryURL(registryURL); err == nil {
+			data.engine.AddGitLabRegistry(u.Host, u.Scheme == "http")
+		}
+	}
 
 	resp.DataSourceData = data
 	resp.ResourceData = data

@@ -1,0 +1,178 @@
+// Package mirror is the copy engine: it reads tag digests from GitLab's
+// registry and streams, registry to registry, exactly the digests and
+// referrers that GitLab lacks. One Engine serves every resource of an apply:
+// one regclient, so each registry host has one request limit, one rate limit
+// and one backoff (Retry-After included) across the whole provider, one blob
+// semaphore, and one index of which GitLab repository holds which blob.
+//
+// The files follow the concepts: engine.go builds the client, transport.go
+// and auth_*.go log in to the registries, read.go reads digests, mirror.go
+// copies a repository's tags, manifests.go and blobs.go walk one digest,
+// referrers.go finds and copies signatures and SBOMs, errors.go says which
+// registry refused what.
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/config"
+	"github.com/regclient/regclient/scheme/reg"
+)
+
+// Logger receives progress lines; fields never hold secrets.
+type Logger func(ctx context.Context, msg string, fields map[string]any)
+
+// Config sets up an Engine.
+type Config struct {
+	// ECR supplies the ECR registry credential, asked only when a request
+	// goes to ECR.
+	ECR Credentials
+	// ECREndpoint overrides where ECR registry traffic goes (tests, proxies);
+	// references keep their ECR host names.
+	ECREndpoint string
+	// GitLabUser and GitLabToken log in to GitLab's registry token service;
+	// GitLabUser is asked once, when the first token is needed.
+	GitLabUser  func(ctx context.Context) string
+	GitLabToken string
+	// MaxConcurrentBlobs bounds the blob streams in flight across the provider.
+	MaxConcurrentBlobs int
+	// RequestsPerSecond limits requests per registry host; 0 is unlimited.
+	RequestsPerSecond float64
+	Logger            Logger
+	Slog              *slog.Logger
+	UserAgent         string
+}
+
+// Engine copies images; safe for concurrent use by many resources.
+type Engine struct {
+	cfg       Config
+	sem       chan struct{} // bounds blob transfers across every resource
+	transport *registryTransport
+	blobs     *blobIndex
+	// tagScheme remembers, per GitLab registry host, whether it keeps the
+	// referrers fallback tag as a tag (see referrers.go).
+	tagScheme sync.Map
+
+	mu sync.Mutex
+	rc *regclient.RegClient
+	// hosts need their own entry in regclient's configuration: plain-HTTP
+	// GitLab registries and ECR names sent to an endpoint override.
+	hosts map[string]config.Host
+}
+
+// New builds an engine; no request is made until it is used.
+func New(cfg Config) *Engine {
+	if cfg.MaxConcurrentBlobs <= 0 {
+		cfg.MaxConcurrentBlobs = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = func(context.Context, string, map[string]any) {}
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // the standard library's own type
+	base.MaxIdleConnsPerHost = requestsPerHost(cfg) * 2
+	base.MaxIdleConns = base.MaxIdleConnsPerHost * 4
+	base.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t := &registryTransport{
+		base:        base,
+		ecr:         &ecrLogin{creds: cfg.ECR},
+		gitlab:      newGitLabTokens(cfg.GitLabUser, cfg.GitLabToken, base),
+		gitlabHosts: map[string]bool{},
+		ecrHosts:    map[string]bool{},
+	}
+	return &Engine{
+		cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), transport: t,
+		blobs: newBlobIndex(), hosts: map[string]config.Host{},
+	}
+}
+
+// requestsPerHost is regclient's concurrency per registry host. A blob copy
+// holds a slot on both hosts, and HEADs and manifests must not queue behind
+// the blobs.
+func requestsPerHost(cfg Config) int { return 2*cfg.MaxConcurrentBlobs + 4 }
+
+// AddGitLabRegistry makes a GitLab registry host known: requests to it log
+// in with the GitLab token; insecure is plain HTTP (local testing only).
+func (e *Engine) AddGitLabRegistry(host string, insecure bool) {
+	e.transport.mu.Lock()
+	e.transport.gitlabHosts[host] = true
+	e.transport.mu.Unlock()
+	if insecure {
+		e.configureHost(config.Host{Name: host, TLS: config.TLSDisabled})
+	}
+}
+
+// addECRHost prepares an ECR registry host name for use, sending it to the
+// endpoint override when one is set.
+func (e *Engine) addECRHost(name string) error {
+	if e.cfg.ECREndpoint == "" {
+		return nil
+	}
+	u, err := url.Parse(e.cfg.ECREndpoint)
+	if err != nil || u.Host == "" {
+		return &SideError{Side: SideECR, Err: fmt.Errorf("invalid ECR registry endpoint %q", e.cfg.ECREndpoint)}
+	}
+	e.transport.mu.Lock()
+	e.transport.ecrHosts[u.Host] = true
+	e.transport.mu.Unlock()
+	h := config.Host{Name: name, Hostname: u.Host}
+	if u.Scheme == "http" {
+		h.TLS = config.TLSDisabled
+	}
+	e.configureHost(h)
+	return nil
+}
+
+// configureHost adds a host entry. regclient takes its host configuration
+// when it is built, so a new entry means a new client; entries are known
+// from the provider configuration, so this happens before the first request
+// or, with an ECR endpoint override, once per ECR account.
+func (e *Engine) configureHost(h config.Host) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if old, ok := e.hosts[h.Name]; ok && old.Hostname == h.Hostname && old.TLS == h.TLS {
+		return
+	}
+	e.hosts[h.Name] = h
+	e.rc = nil
+}
+
+// client returns the regclient, building it on first use.
+func (e *Engine) client() *regclient.RegClient {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rc != nil {
+		return e.rc
+	}
+	hosts := make([]config.Host, 0, len(e.hosts))
+	for _, h := range e.hosts {
+		h.ReqConcurrent = int64(requestsPerHost(e.cfg))
+		h.ReqPerSec = e.cfg.RequestsPerSecond
+		hosts = append(hosts, h)
+	}
+	opts := []regclient.Opt{
+		regclient.WithConfigHostDefault(config.Host{ReqConcurrent: int64(requestsPerHost(e.cfg)), ReqPerSec: e.cfg.RequestsPerSecond}),
+		regclient.WithConfigHost(hosts...),
+		regclient.WithRegOpts(reg.WithHTTPClient(&http.Client{Transport: e.transport})),
+		regclient.WithRetryLimit(3),
+		// After a failure regclient spaces every later request to that host
+		// by this delay (a Retry-After overrides it); keep it short so a
+		// single 500 does not stall the run.
+		regclient.WithRetryDelay(100*time.Millisecond, 2*time.Second),
+	}
+	if e.cfg.Slog != nil {
+		opts = append(opts, regclient.WithSlog(e.cfg.Slog))
+	}
+	if e.cfg.UserAgent != "" {
+		opts = append(opts, regclient.WithUserAgent(e.cfg.UserAgent))
+	}
+	e.rc = regclient.New(opts...)
+	return e.rc
+}

@@ -1,0 +1,227 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/regclient/regclient/types/errs"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/redact"
+)
+
+// Side names the registry a failure came from, so a diagnostic says which
+// one to look at.
+type Side string
+
+// The two sides of a migration. Amazon S3, where ECR redirects layer
+// downloads, counts as ECR.
+const (
+	SideECR    Side = "ECR"
+	SideGitLab Side = "GitLab"
+)
+
+// RegistryError is a registry's refusal as it was sent: the status and the
+// code and message of the error body. regclient keeps only the status class,
+// and drops the body of a 401 altogether; this is what a user needs to see.
+type RegistryError struct {
+	Side   Side
+	Method string
+	Host   string
+	// Path is the URL path only: a pre-signed URL carries secrets in its query.
+	Path    string
+	Status  int
+	Code    string
+	Message string
+	Detail  string
+}
+
+func (e *RegistryError) Error() string {
+	s := fmt.Sprintf("the %s registry answered %d %s to %s %s%s", e.Side, e.Status, http.StatusText(e.Status), e.Method, e.Host, e.Path)
+	if e.Code != "" || e.Message != "" {
+		s += fmt.Sprintf(": %s %q", e.Code, e.Message)
+	}
+	if e.Detail != "" {
+		s += " (detail: " + e.Detail + ")"
+	}
+	return redact.Text(s)
+}
+
+// Refused reports a 401 or 403: the credentials or the rules say no.
+func (e *RegistryError) Refused() bool {
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+}
+
+// maxErrorBody bounds how much of an error body is kept.
+const maxErrorBody = 64 << 10
+
+// registryErrorFrom reads an error response's body (putting the bytes back
+// for regclient) and decodes the registry's JSON error list or S3's XML error.
+func registryErrorFrom(side Side, req *http.Request, resp *http.Response) *RegistryError {
+	re := &RegistryError{Side: side, Method: req.Method, Host: req.URL.Host, Path: req.URL.Path, Status: resp.StatusCode}
+	if resp.Body == nil || req.Method == http.MethodHead {
+		return re
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+	re.Code, re.Message, re.Detail = decodeErrorBody(body)
+	return re
+}
+
+// decodeErrorBody understands the distribution spec's error list and S3's
+// XML error; anything else is quoted, shortened.
+func decodeErrorBody(body []byte) (code, message, detail string) {
+	var list struct {
+		Errors []struct {
+			Code    string          `json:"code"`
+			Message string          `json:"message"`
+			Detail  json.RawMessage `json:"detail"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &list) == nil && len(list.Errors) > 0 {
+		e := list.Errors[0]
+		detail := strings.Trim(string(e.Detail), `"`)
+		if detail == "null" {
+			detail = ""
+		}
+		return e.Code, e.Message, detail
+	}
+	var s3 struct {
+		Code    string `xml:"Code"`
+		Message string `xml:"Message"`
+	}
+	if xml.Unmarshal(body, &s3) == nil && s3.Code != "" {
+		return s3.Code, s3.Message, ""
+	}
+	text := strings.TrimSpace(string(body))
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	return "", text, ""
+}
+
+// recorder keeps the outcome of the last request of one call: the registry's
+// refusal, or nil after a success or a broken connection, so the call's error
+// carries the answer that ended it and not an earlier one.
+type recorder struct {
+	mu   sync.Mutex
+	last *RegistryError
+}
+
+type recorderKey struct{}
+
+func (r *recorder) record(e *RegistryError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last = e
+}
+
+func recorderFrom(ctx context.Context) *recorder {
+	r, _ := ctx.Value(recorderKey{}).(*recorder)
+	return r
+}
+
+// call runs one regclient operation and, when it fails, attaches what the
+// registry answered.
+func call(ctx context.Context, op func(context.Context) error) error {
+	rec := &recorder{}
+	err := op(context.WithValue(ctx, recorderKey{}, rec))
+	if err == nil {
+		return nil
+	}
+	rec.mu.Lock()
+	last := rec.last
+	rec.mu.Unlock()
+	if last == nil {
+		return err
+	}
+	return &callError{answer: last, err: err}
+}
+
+// callError is a failed regclient call with the registry's own answer.
+type callError struct {
+	answer *RegistryError
+	err    error
+}
+
+func (c *callError) Error() string   { return c.answer.Error() }
+func (c *callError) Unwrap() []error { return []error{c.answer, c.err} }
+
+// SideError is a failure that happened on one side before or outside any
+// registry answer: getting a credential, a broken connection.
+type SideError struct {
+	Side Side
+	Err  error
+}
+
+func (s *SideError) Error() string { return redact.Text(fmt.Sprintf("%s: %v", s.Side, s.Err)) }
+func (s *SideError) Unwrap() error { return s.Err }
+
+// SideOf tells which side an error came from; "" when it cannot tell.
+func SideOf(err error) Side {
+	var re *RegistryError
+	if errors.As(err, &re) {
+		return re.Side
+	}
+	var se *SideError
+	if errors.As(err, &se) {
+		return se.Side
+	}
+	return ""
+}
+
+// Answer returns the registry's answer carried by err, if any.
+func Answer(err error) (*RegistryError, bool) {
+	var re *RegistryError
+	ok := errors.As(err, &re)
+	return re, ok
+}
+
+// isTransient is a failure another attempt may not meet: the registry was
+// overloaded or throttled past regclient's own retries, a pre-signed URL
+// lapsed, or the connection broke.
+func isTransient(err error) bool {
+	if errors.As(err, new(transferError)) {
+		re, ok := Answer(err)
+		return !ok || !re.Refused()
+	}
+	if re, ok := Answer(err); ok {
+		switch {
+		case re.Status == http.StatusTooManyRequests, re.Status == http.StatusRequestTimeout, re.Status >= 500:
+			return true
+		case re.Status == http.StatusForbidden && re.Code == "AccessDenied" && re.Side == SideECR:
+			// S3 (its XML code, not the registry's DENIED) refusing a
+			// pre-signed URL that lapsed on the way; ECR hands out a new one.
+			return true
+		}
+		return false
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) ||
+		errors.Is(err, errs.ErrHTTPRateLimit) || errors.Is(err, errs.ErrRetryLimitExceeded) || errors.Is(err, errs.ErrBackoffLimit) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// isNotFound is a manifest or blob the registry does not have.
+func isNotFound(err error) bool {
+	if re, ok := Answer(err); ok {
+		return re.Status == http.StatusNotFound
+	}
+	return errors.Is(err, errs.ErrNotFound)
+}

@@ -1,0 +1,169 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
+	"github.com/regclient/regclient/types/ref"
+	"golang.org/x/sync/errgroup"
+)
+
+// copier walks one digest from ECR to GitLab: manifests by their original
+// bytes (so digests stay equal), every platform of an index, and blobs.
+type copier struct {
+	e        *Engine
+	rc       *regclient.RegClient
+	src, tgt ref.Ref // repositories, no tag or digest
+
+	mu    sync.Mutex
+	stats Stats
+	top   manifest.Manifest // the tagged manifest, once written
+}
+
+// copyTagged makes tag point at dig in the target. When GitLab holds the
+// digest already (under another tag, or a tag moved back) that is one
+// manifest GET and PUT; otherwise the digest is copied whole.
+func (c *copier) copyTagged(ctx context.Context, dig, tag string) error {
+	var held manifest.Manifest
+	err := call(ctx, func(ctx context.Context) (err error) {
+		held, err = c.rc.ManifestGet(ctx, c.tgt.SetDigest(dig))
+		return err
+	})
+	if err == nil && held.GetDescriptor().Digest.String() == dig {
+		c.top = held
+		return c.putManifest(ctx, c.tgt.SetTag(tag), held)
+	}
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("checking %s in GitLab: %w", c.tgt.SetDigest(dig).CommonName(), err)
+	}
+	m, err := c.copyContent(ctx, dig)
+	if err != nil {
+		return err
+	}
+	c.top = m
+	return c.putManifest(ctx, c.tgt.SetTag(tag), m)
+}
+
+// copyContent copies everything dig refers to (platforms, config, layers)
+// and returns its manifest, not yet written to the target.
+func (c *copier) copyContent(ctx context.Context, dig string) (manifest.Manifest, error) {
+	var m manifest.Manifest
+	err := call(ctx, func(ctx context.Context) (err error) {
+		m, err = c.rc.ManifestGet(ctx, c.src.SetDigest(dig))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %s from ECR: %w", dig, err)
+	}
+	if got := m.GetDescriptor().Digest.String(); got != dig {
+		return nil, &SideError{Side: SideECR, Err: fmt.Errorf("ECR served %s for manifest %s", got, dig)}
+	}
+	children, err := c.missingChildren(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := blobsOf(m)
+	if err != nil {
+		return nil, err
+	}
+	var g errgroup.Group
+	for _, d := range children {
+		g.Go(func() error { return c.copyByDigest(ctx, d.Digest.String()) })
+	}
+	for _, d := range blobs {
+		g.Go(func() error { return c.copyBlob(ctx, d) })
+	}
+	return m, g.Wait()
+}
+
+// copyByDigest copies a manifest that has no tag of its own: a platform of
+// an index, or a referrer.
+func (c *copier) copyByDigest(ctx context.Context, dig string) error {
+	m, err := c.copyContent(ctx, dig)
+	if err != nil {
+		return err
+	}
+	return c.putManifest(ctx, c.tgt.SetDigest(dig), m)
+}
+
+// missingChildren lists the platforms of an index that GitLab lacks.
+func (c *copier) missingChildren(ctx context.Context, m manifest.Manifest) ([]descriptor.Descriptor, error) {
+	idx, ok := m.(manifest.Indexer)
+	if !ok {
+		return nil, nil
+	}
+	list, err := idx.GetManifestList()
+	if err != nil {
+		return nil, err
+	}
+	var missing []descriptor.Descriptor
+	for _, d := range list {
+		err := call(ctx, func(ctx context.Context) error {
+			_, err := c.rc.ManifestHead(ctx, c.tgt.SetDigest(d.Digest.String()))
+			return err
+		})
+		switch {
+		case err == nil:
+			continue // this platform is there already
+		case !isNotFound(err):
+			return nil, fmt.Errorf("checking platform %s in GitLab: %w", d.Digest, err)
+		}
+		missing = append(missing, d)
+	}
+	return missing, nil
+}
+
+// blobsOf lists the config and layers of an image manifest; foreign layers
+// stay where their URLs say.
+func blobsOf(m manifest.Manifest) ([]descriptor.Descriptor, error) {
+	img, ok := m.(manifest.Imager)
+	if !ok {
+		return nil, nil
+	}
+	var blobs []descriptor.Descriptor
+	if cfg, err := img.GetConfig(); err == nil && cfg.Digest != "" {
+		blobs = append(blobs, cfg)
+	}
+	layers, err := img.GetLayers()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range layers {
+		if len(l.URLs) == 0 {
+			blobs = append(blobs, l)
+		}
+	}
+	return blobs, nil
+}
+
+// putManifest writes m's original bytes under r.
+func (c *copier) putManifest(ctx context.Context, r ref.Ref, m manifest.Manifest) error {
+	var opts []regclient.ManifestOpts
+	switch {
+	case r.Digest == "":
+		// A tag.
+	case hasSubject(m):
+		// A referrer: regclient would also update the subject's fallback
+		// tag, which a registry like GitLab reads as a digest.
+		if !c.e.tagSchemeUsable(ctx, c.rc, c.tgt, m) {
+			m = withoutSubject{m}
+		}
+	default:
+		opts = append(opts, regclient.WithManifestChild())
+	}
+	err := call(ctx, func(ctx context.Context) error { return c.rc.ManifestPut(ctx, r, m, opts...) })
+	if err != nil {
+		return fmt.Errorf("writing manifest %s to GitLab: %w", r.CommonName(), err)
+	}
+	return nil
+}
+
+func (c *copier) count(f func(*Stats)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f(&c.stats)
+}
