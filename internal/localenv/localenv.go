@@ -55,19 +55,22 @@ type Env struct {
 	ECRAPIEndpoint                         string // moto (through ECRAPIProxy), "http://127.0.0.1:P"
 	ECRRegistryName                        string // "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 	ECRRegistryEndpoint                    string // proxy in front of the htpasswd docker-registry
-	ECRPassword                            string // registry password for user AWS
+	ECRPassword                            string // the environment's own registry password for user AWS; it may write (the provider gets tokens from GetAuthorizationToken instead)
 	GitLabURL                              string // fake GitLab, "http://127.0.0.1:P"
 	GitLabToken                            string
 	GitLabRegistryHost                     string // "127.0.0.1:P", proxy in front of the token-auth registry
 	GitLabRegistryURL                      string // "http://" + GitLabRegistryHost
 	GitLab                                 *GitLab
 	ECRProxy, GitLabProxy                  *Proxy
-	ECRAPIProxy                            *Proxy // in front of moto; also turns its XML auth errors into ECR's JSON ones
+	ECRAPIProxy                            *Proxy // in front of moto; also turns its XML auth errors into ECR's JSON ones and issues ECR's registry tokens
+	S3                                     *S3    // where the ECR registry redirects layer downloads
 	Seeded                                 []Image
 	WorkDir                                string
 
 	logf      func(format string, args ...any)
 	procs     []*proc
+	ecrTokens *ecrTokens
+	ecr       *ecrRegistry
 	closeOnce sync.Once
 	closeErr  error
 	layerMu   sync.Mutex
@@ -136,6 +139,9 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatalf("localenv: %v", err)
 	}
 	t.Cleanup(func() {
+		if n := e.ECRWriteAttempts(); n > 0 {
+			t.Errorf("localenv: %d write requests reached the ECR registry with a token from GetAuthorizationToken; the read-only policy forbids them", n)
+		}
 		if err := e.Close(); err != nil {
 			t.Errorf("localenv close: %v", err)
 		}
@@ -169,8 +175,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		Region:          defaultRegion,
 		AccountID:       defaultAccountID,
 		ECRRegistryName: fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com", defaultAccountID, defaultRegion),
+		ECRPassword:     randomHex(24),
 		WorkDir:         dir,
 		logf:            logf,
+		ecrTokens:       newECRTokens(),
 	}
 	defer func() {
 		if err != nil {
@@ -178,7 +186,6 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		}
 	}()
 
-	// moto first: the registry password comes from its GetAuthorizationToken.
 	if err := e.startMoto(ctx, motoBin); err != nil {
 		return nil, err
 	}
@@ -192,12 +199,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.startECRRegistry(ctx, registryBin, ecrPort); err != nil {
 		return nil, err
 	}
-	e.ECRProxy, err = NewProxy(fmt.Sprintf("http://127.0.0.1:%d", ecrPort))
-	if err != nil {
+	if err := e.startECRProxy(fmt.Sprintf("http://127.0.0.1:%d", ecrPort)); err != nil {
 		return nil, err
 	}
-	e.ECRRegistryEndpoint = e.ECRProxy.URL
-	logf("ECR registry (docker-registry, htpasswd) at %s (proxy of 127.0.0.1:%d)", e.ECRRegistryEndpoint, ecrPort)
+	logf("ECR registry (docker-registry, htpasswd) at %s (proxy of 127.0.0.1:%d), layers redirected to %s", e.ECRRegistryEndpoint, ecrPort, e.S3.URL)
 
 	// GitLab: the API must listen before its registry, whose realm points at it.
 	gl, err := newGitLab(opts.GitLabTokenTTL)
@@ -249,6 +254,9 @@ func (e *Env) Close() error {
 		}
 		if e.ECRProxy != nil {
 			errs = append(errs, e.ECRProxy.Close())
+		}
+		if e.S3 != nil {
+			errs = append(errs, e.S3.Close())
 		}
 		if e.GitLabProxy != nil {
 			errs = append(errs, e.GitLabProxy.Close())

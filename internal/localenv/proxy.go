@@ -169,11 +169,14 @@ func (p *Proxy) Stats() Stats { return p.stats() }
 func (p *Proxy) ResetStats() { p.reset() }
 
 // Close stops the proxy.
-func (p *Proxy) Close() error {
+func (p *Proxy) Close() error { return shutdown(p.srv) }
+
+// shutdown stops srv, waiting up to 2 s for requests in flight.
+func shutdown(srv *http.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := p.srv.Shutdown(ctx); err != nil {
-		return p.srv.Close()
+	if err := srv.Shutdown(ctx); err != nil {
+		return srv.Close()
 	}
 	return nil
 }
