@@ -220,7 +220,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.GitLabProxy, err = NewProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort))
+	e.GitLabProxy, err = newGuardedProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort), gl.serveRegistryRules)
 	if err != nil {
 		return nil, err
 	}

@@ -414,6 +414,7 @@ func TestLocalEnv(t *testing.T) {
 	})
 
 	t.Run("ECRRegistry", func(t *testing.T) { testECRRegistry(t, env) })
+	t.Run("GitLabRegistry", func(t *testing.T) { testGitLabRegistry(t, env) })
 
 	t.Run("CloseLeavesNothing", func(t *testing.T) {
 		var pgids []int
