@@ -1,15 +1,25 @@
 // Package localenv runs real local stand-ins for Amazon ECR and GitLab so the
 // acceptance tests, the demo and the benchmark can exercise the provider
-// without any network:
+// without any network, held to the rules of the real services:
 //
 //   - moto_server as the ECR API, with IAM enforced (a read-only user for the
-//     provider, an admin user for seeding);
-//   - Debian's docker-registry (distribution 2.8) with htpasswd auth as the ECR
-//     registry endpoint (user AWS, password taken from moto's
-//     GetAuthorizationToken);
+//     provider, an admin user for seeding); its proxy turns moto's errors
+//     into ECR's JSON ones and answers each GetAuthorizationToken with a
+//     fresh registry token that expires 12 hours later;
+//   - Debian's docker-registry (distribution 2.8) with htpasswd auth as the
+//     ECR registry endpoint, behind a proxy that authenticates like ECR
+//     (ecr_registry.go): tokens from GetAuthorizationToken, 403 once they
+//     expire, 403 for every write with one (counted: a test fails on any),
+//     and a 307 for each layer GET to a pre-signed URL on an S3 stand-in on
+//     another host name (s3.go), which refuses a second auth mechanism and
+//     expired URLs as S3 does; the environment itself writes with its own
+//     credential (ECRPassword);
 //   - an in-process fake of GitLab's API v4 and its /jwt/auth token service;
-//   - a second docker-registry with token auth, configured like GitLab's own;
-//   - counting, fault-injecting reverse proxies in front of both registries;
+//   - a second docker-registry with token auth, configured like GitLab's own,
+//     behind a proxy with GitLab's registry rules (gitlab_registry.go):
+//     protected and immutable tags, rate limits, sha256-<hex> references
+//     read as digests, at most two image levels below a project;
+//   - counting, fault-injecting proxies in front of both registries;
 //   - an image generator that pushes Docker/OCI images, indexes and referrers.
 //
 // No production code imports this package.
