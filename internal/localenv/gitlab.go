@@ -66,6 +66,8 @@ type GitLab struct {
 	repoCreated  map[string]time.Time
 	registryHost string
 	storageRoot  string
+
+	rules registryRules // the registry's own rules, see gitlab_registry.go
 }
 
 func newGitLab(ttl time.Duration) (*GitLab, error) {
@@ -301,7 +303,7 @@ func (g *GitLab) grant(scope string) (Access, bool) {
 		}
 		return Access{}, false
 	case "repository":
-		if g.projectOfImage(name) == nil {
+		if p := g.projectOfImage(name); p == nil || !withinImageDepth(*p, name) {
 			return Access{}, false
 		}
 		var granted []string
@@ -461,6 +463,10 @@ func (g *GitLab) serveProject(w http.ResponseWriter, r *http.Request, p Project,
 	case len(rest) == 2 && rest[0] == "tags" && r.Method == http.MethodDelete:
 		if !g.tagExists(repo, rest[1]) {
 			writeMsg(w, http.StatusNotFound, "404 Tag Not Found")
+			return
+		}
+		if g.apiTagDeleteRefused(repo, rest[1]) {
+			writeMsg(w, http.StatusBadRequest, msgAPIProtectedTag)
 			return
 		}
 		// Real GitLab untags; distribution 2.8 can only delete manifests (and

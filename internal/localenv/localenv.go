@@ -1,15 +1,25 @@
 // Package localenv runs real local stand-ins for Amazon ECR and GitLab so the
 // acceptance tests, the demo and the benchmark can exercise the provider
-// without any network:
+// without any network, held to the rules of the real services:
 //
 //   - moto_server as the ECR API, with IAM enforced (a read-only user for the
-//     provider, an admin user for seeding);
-//   - Debian's docker-registry (distribution 2.8) with htpasswd auth as the ECR
-//     registry endpoint (user AWS, password taken from moto's
-//     GetAuthorizationToken);
+//     provider, an admin user for seeding); its proxy turns moto's errors
+//     into ECR's JSON ones and answers each GetAuthorizationToken with a
+//     fresh registry token that expires 12 hours later;
+//   - Debian's docker-registry (distribution 2.8) with htpasswd auth as the
+//     ECR registry endpoint, behind a proxy that authenticates like ECR
+//     (ecr_registry.go): tokens from GetAuthorizationToken, 403 once they
+//     expire, 403 for every write with one (counted: a test fails on any),
+//     and a 307 for each layer GET to a pre-signed URL on an S3 stand-in on
+//     another host name (s3.go), which refuses a second auth mechanism and
+//     expired URLs as S3 does; the environment itself writes with its own
+//     credential (ECRPassword);
 //   - an in-process fake of GitLab's API v4 and its /jwt/auth token service;
-//   - a second docker-registry with token auth, configured like GitLab's own;
-//   - counting, fault-injecting reverse proxies in front of both registries;
+//   - a second docker-registry with token auth, configured like GitLab's own,
+//     behind a proxy with GitLab's registry rules (gitlab_registry.go):
+//     protected and immutable tags, rate limits, sha256-<hex> references
+//     read as digests, at most two image levels below a project;
+//   - counting, fault-injecting proxies in front of both registries;
 //   - an image generator that pushes Docker/OCI images, indexes and referrers.
 //
 // No production code imports this package.
@@ -55,19 +65,22 @@ type Env struct {
 	ECRAPIEndpoint                         string // moto (through ECRAPIProxy), "http://127.0.0.1:P"
 	ECRRegistryName                        string // "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 	ECRRegistryEndpoint                    string // proxy in front of the htpasswd docker-registry
-	ECRPassword                            string // registry password for user AWS
+	ECRPassword                            string // the environment's own registry password for user AWS; it may write (the provider gets tokens from GetAuthorizationToken instead)
 	GitLabURL                              string // fake GitLab, "http://127.0.0.1:P"
 	GitLabToken                            string
 	GitLabRegistryHost                     string // "127.0.0.1:P", proxy in front of the token-auth registry
 	GitLabRegistryURL                      string // "http://" + GitLabRegistryHost
 	GitLab                                 *GitLab
 	ECRProxy, GitLabProxy                  *Proxy
-	ECRAPIProxy                            *Proxy // in front of moto; also turns its XML auth errors into ECR's JSON ones
+	ECRAPIProxy                            *Proxy // in front of moto; also turns its XML auth errors into ECR's JSON ones and issues ECR's registry tokens
+	S3                                     *S3    // where the ECR registry redirects layer downloads
 	Seeded                                 []Image
 	WorkDir                                string
 
 	logf      func(format string, args ...any)
 	procs     []*proc
+	ecrTokens *ecrTokens
+	ecr       *ecrRegistry
 	closeOnce sync.Once
 	closeErr  error
 	layerMu   sync.Mutex
@@ -136,6 +149,9 @@ func New(t testing.TB, opts Options) *Env {
 		t.Fatalf("localenv: %v", err)
 	}
 	t.Cleanup(func() {
+		if n := e.ECRWriteAttempts(); n > 0 {
+			t.Errorf("localenv: %d write requests reached the ECR registry with a token from GetAuthorizationToken; the read-only policy forbids them", n)
+		}
 		if err := e.Close(); err != nil {
 			t.Errorf("localenv close: %v", err)
 		}
@@ -169,8 +185,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		Region:          defaultRegion,
 		AccountID:       defaultAccountID,
 		ECRRegistryName: fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com", defaultAccountID, defaultRegion),
+		ECRPassword:     randomHex(24),
 		WorkDir:         dir,
 		logf:            logf,
+		ecrTokens:       newECRTokens(),
 	}
 	defer func() {
 		if err != nil {
@@ -178,7 +196,6 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		}
 	}()
 
-	// moto first: the registry password comes from its GetAuthorizationToken.
 	if err := e.startMoto(ctx, motoBin); err != nil {
 		return nil, err
 	}
@@ -192,12 +209,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := e.startECRRegistry(ctx, registryBin, ecrPort); err != nil {
 		return nil, err
 	}
-	e.ECRProxy, err = NewProxy(fmt.Sprintf("http://127.0.0.1:%d", ecrPort))
-	if err != nil {
+	if err := e.startECRProxy(fmt.Sprintf("http://127.0.0.1:%d", ecrPort)); err != nil {
 		return nil, err
 	}
-	e.ECRRegistryEndpoint = e.ECRProxy.URL
-	logf("ECR registry (docker-registry, htpasswd) at %s (proxy of 127.0.0.1:%d)", e.ECRRegistryEndpoint, ecrPort)
+	logf("ECR registry (docker-registry, htpasswd) at %s (proxy of 127.0.0.1:%d), layers redirected to %s", e.ECRRegistryEndpoint, ecrPort, e.S3.URL)
 
 	// GitLab: the API must listen before its registry, whose realm points at it.
 	gl, err := newGitLab(opts.GitLabTokenTTL)
@@ -215,7 +230,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.GitLabProxy, err = NewProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort))
+	e.GitLabProxy, err = newGuardedProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort), gl.serveRegistryRules)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +264,9 @@ func (e *Env) Close() error {
 		}
 		if e.ECRProxy != nil {
 			errs = append(errs, e.ECRProxy.Close())
+		}
+		if e.S3 != nil {
+			errs = append(errs, e.S3.Close())
 		}
 		if e.GitLabProxy != nil {
 			errs = append(errs, e.GitLabProxy.Close())

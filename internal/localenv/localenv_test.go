@@ -413,6 +413,9 @@ func TestLocalEnv(t *testing.T) {
 		}
 	})
 
+	t.Run("ECRRegistry", func(t *testing.T) { testECRRegistry(t, env) })
+	t.Run("GitLabRegistry", func(t *testing.T) { testGitLabRegistry(t, env) })
+
 	t.Run("CloseLeavesNothing", func(t *testing.T) {
 		var pgids []int
 		for _, p := range env.procs {
@@ -427,7 +430,7 @@ func TestLocalEnv(t *testing.T) {
 				t.Errorf("process group %d still alive (%v)", pg, err)
 			}
 		}
-		for _, u := range []string{env.ECRAPIEndpoint, env.ECRRegistryEndpoint, env.GitLabURL, env.GitLabRegistryURL} {
+		for _, u := range []string{env.ECRAPIEndpoint, env.ECRRegistryEndpoint, env.S3.URL, env.GitLabURL, env.GitLabRegistryURL} {
 			c := http.Client{Timeout: time.Second}
 			if resp, err := c.Get(u + "/"); err == nil {
 				resp.Body.Close()

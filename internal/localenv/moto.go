@@ -3,9 +3,7 @@ package localenv
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -25,6 +23,8 @@ const ReadOnlyUser = "imagesync-readonly"
 // ReadOnlyPolicy is exactly the permission set the provider documents as
 // sufficient on the ECR side.
 const ReadOnlyPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:GetAuthorizationToken","ecr:BatchCheckLayerAvailability","ecr:GetDownloadUrlForLayer","ecr:DescribeRepositories","ecr:ListImages","ecr:DescribeImages","ecr:BatchGetImage"],"Resource":"*"}]}`
+
+const adminUser = "imagesync-admin"
 
 const adminPolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`
 
@@ -54,7 +54,7 @@ func (e *Env) startMoto(ctx context.Context, bin string) error {
 	if e.ECRAPIProxy, err = NewProxy(motoURL); err != nil {
 		return err
 	}
-	e.ECRAPIProxy.rp.ModifyResponse = fixJSONErrors
+	e.ECRAPIProxy.rp.ModifyResponse = e.rewriteECRAPIResponse
 	// moto's server (werkzeug) may close a kept-alive connection while a
 	// reused one is being read, which cut responses short under load: one
 	// connection per request to moto.
@@ -65,15 +65,15 @@ func (e *Env) startMoto(ctx context.Context, bin string) error {
 
 	// The free calls: anything signs them.
 	boot := e.iamClient("bootstrap", "bootstrap")
-	if _, err := boot.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String("imagesync-admin")}); err != nil {
+	if _, err := boot.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(adminUser)}); err != nil {
 		return fmt.Errorf("moto: create admin user: %w", err)
 	}
 	if _, err := boot.PutUserPolicy(ctx, &iam.PutUserPolicyInput{
-		UserName: aws.String("imagesync-admin"), PolicyName: aws.String("admin"), PolicyDocument: aws.String(adminPolicy),
+		UserName: aws.String(adminUser), PolicyName: aws.String("admin"), PolicyDocument: aws.String(adminPolicy),
 	}); err != nil {
 		return fmt.Errorf("moto: admin policy: %w", err)
 	}
-	ak, err := boot.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String("imagesync-admin")})
+	ak, err := boot.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(adminUser)})
 	if err != nil {
 		return fmt.Errorf("moto: admin access key: %w", err)
 	}
@@ -95,25 +95,24 @@ func (e *Env) startMoto(ctx context.Context, bin string) error {
 	}
 	e.AccessKeyID, e.SecretAccessKey = *rk.AccessKey.AccessKeyId, *rk.AccessKey.SecretAccessKey
 
-	// The registry password is whatever the provider will get from
-	// GetAuthorizationToken with its own (read-only) key.
-	tok, err := e.ECRClient(ctx, false).GetAuthorizationToken(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("moto: GetAuthorizationToken with the read-only key: %w", err)
-	}
-	if len(tok.AuthorizationData) == 0 || tok.AuthorizationData[0].AuthorizationToken == nil {
-		return errors.New("moto: GetAuthorizationToken returned no token")
-	}
-	raw, err := base64.StdEncoding.DecodeString(*tok.AuthorizationData[0].AuthorizationToken)
-	if err != nil {
-		return fmt.Errorf("moto: decoding authorization token: %w", err)
-	}
-	user, pass, ok := strings.Cut(string(raw), ":")
-	if !ok || user != "AWS" {
-		return fmt.Errorf("moto: unexpected authorization token %q", raw)
-	}
-	e.ECRPassword = pass
 	return nil
+}
+
+// rewriteECRAPIResponse makes moto's answers ECR's: JSON errors, and a fresh
+// registry token per GetAuthorizationToken.
+func (e *Env) rewriteECRAPIResponse(resp *http.Response) error {
+	if err := fixJSONErrors(resp); err != nil {
+		return err
+	}
+	return e.ecrTokens.rewriteAuthorizationToken(resp, func(key string) string {
+		switch key {
+		case e.AccessKeyID:
+			return ReadOnlyUser
+		case e.AdminAccessKeyID:
+			return adminUser
+		}
+		return ""
+	})
 }
 
 // moto answers IAM denials with the query protocol's XML error even for

@@ -24,6 +24,50 @@ type Stats struct {
 	BytesToClient   int64 // response bodies
 }
 
+// counters are the numbers behind Stats, shared by the proxies and the S3
+// stand-in.
+type counters struct {
+	requests atomic.Int64
+	in, out  atomic.Int64
+	mu       sync.Mutex
+	byMethod map[string]int64
+}
+
+func (c *counters) request(method string) {
+	c.requests.Add(1)
+	c.mu.Lock()
+	if c.byMethod == nil {
+		c.byMethod = map[string]int64{}
+	}
+	c.byMethod[method]++
+	c.mu.Unlock()
+}
+
+func (c *counters) stats() Stats {
+	c.mu.Lock()
+	m := make(map[string]int64, len(c.byMethod))
+	for k, v := range c.byMethod {
+		m[k] = v
+	}
+	c.mu.Unlock()
+	return Stats{Requests: c.requests.Load(), ByMethod: m, BytesFromClient: c.in.Load(), BytesToClient: c.out.Load()}
+}
+
+func (c *counters) reset() {
+	c.mu.Lock()
+	c.byMethod = map[string]int64{}
+	c.requests.Store(0)
+	c.in.Store(0)
+	c.out.Store(0)
+	c.mu.Unlock()
+}
+
+// guardFunc is a layer between a proxy's fault hook and its registry, where
+// the registry's rules live (see ecr_registry.go, gitlab_registry.go). It
+// either answers the request itself and returns true, or returns false to
+// let the request, which it may have changed, through to the registry.
+type guardFunc func(w http.ResponseWriter, r *http.Request) (answered bool)
+
 // Proxy is a streaming reverse proxy in front of one registry. It keeps the
 // incoming Host header so distribution's absolute Location URLs point back at
 // the proxy, and counts and optionally fails requests.
@@ -31,17 +75,19 @@ type Proxy struct {
 	URL  string // "http://127.0.0.1:P"
 	Host string // "127.0.0.1:P"
 
-	srv      *http.Server
-	rp       *httputil.ReverseProxy
-	requests atomic.Int64
-	in, out  atomic.Int64
-	mu       sync.Mutex
-	byMethod map[string]int64
-	fault    atomic.Pointer[FaultFunc]
+	backend *url.URL // the registry behind it
+	srv     *http.Server
+	rp      *httputil.ReverseProxy
+	counters
+	fault atomic.Pointer[FaultFunc]
+	guard guardFunc
 }
 
 // NewProxy starts a proxy on a free 127.0.0.1 port forwarding to target.
-func NewProxy(target string) (*Proxy, error) {
+func NewProxy(target string) (*Proxy, error) { return newGuardedProxy(target, nil) }
+
+// newGuardedProxy is NewProxy with a guard, set before the first request.
+func newGuardedProxy(target string, guard guardFunc) (*Proxy, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, err
@@ -50,7 +96,7 @@ func NewProxy(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{Host: l.Addr().String(), byMethod: map[string]int64{}}
+	p := &Proxy{Host: l.Addr().String(), backend: u, guard: guard}
 	p.URL = "http://" + p.Host
 	p.rp = &httputil.ReverseProxy{
 		// Director (not Rewrite) leaves req.Host untouched: the registry sees
@@ -79,10 +125,7 @@ func NewProxy(target string) (*Proxy, error) {
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p.requests.Add(1)
-	p.mu.Lock()
-	p.byMethod[r.Method]++
-	p.mu.Unlock()
+	p.request(r.Method)
 	if f := p.fault.Load(); f != nil {
 		if status, body, fail := (*f)(r); fail {
 			if r.Body != nil {
@@ -101,7 +144,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &countingReader{rc: r.Body, n: &p.in}
 	}
-	p.rp.ServeHTTP(&countingWriter{ResponseWriter: w, n: &p.out}, r)
+	cw := &countingWriter{ResponseWriter: w, n: []*atomic.Int64{&p.out}}
+	if p.guard != nil && p.guard(cw, r) {
+		return
+	}
+	p.rp.ServeHTTP(cw, r)
 }
 
 // SetFault installs f; nil clears it.
@@ -114,33 +161,22 @@ func (p *Proxy) SetFault(f func(r *http.Request) (status int, body string, fail 
 	p.fault.Store(&ff)
 }
 
-// Stats returns a snapshot of the counters.
-func (p *Proxy) Stats() Stats {
-	p.mu.Lock()
-	m := make(map[string]int64, len(p.byMethod))
-	for k, v := range p.byMethod {
-		m[k] = v
-	}
-	p.mu.Unlock()
-	return Stats{Requests: p.requests.Load(), ByMethod: m, BytesFromClient: p.in.Load(), BytesToClient: p.out.Load()}
-}
+// Stats returns a snapshot of the counters. The ECR proxy's include the
+// layer downloads ECR redirects to the S3 stand-in.
+func (p *Proxy) Stats() Stats { return p.stats() }
 
 // ResetStats zeroes the counters.
-func (p *Proxy) ResetStats() {
-	p.mu.Lock()
-	p.byMethod = map[string]int64{}
-	p.requests.Store(0)
-	p.in.Store(0)
-	p.out.Store(0)
-	p.mu.Unlock()
-}
+func (p *Proxy) ResetStats() { p.reset() }
 
 // Close stops the proxy.
-func (p *Proxy) Close() error {
+func (p *Proxy) Close() error { return shutdown(p.srv) }
+
+// shutdown stops srv, waiting up to 2 s for requests in flight.
+func shutdown(srv *http.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := p.srv.Shutdown(ctx); err != nil {
-		return p.srv.Close()
+	if err := srv.Shutdown(ctx); err != nil {
+		return srv.Close()
 	}
 	return nil
 }
@@ -160,12 +196,14 @@ func (c *countingReader) Close() error { return c.rc.Close() }
 
 type countingWriter struct {
 	http.ResponseWriter
-	n *atomic.Int64
+	n []*atomic.Int64
 }
 
 func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(b)
-	c.n.Add(int64(n))
+	for _, counter := range c.n {
+		counter.Add(int64(n))
+	}
 	return n, err
 }
 

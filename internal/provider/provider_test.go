@@ -50,6 +50,10 @@ func TestMain(m *testing.M) {
 		os.Setenv("TF_CLI_CONFIG_FILE", cliConfig.Name()) //nolint:usetesting // see above
 	}
 	code := m.Run()
+	if n := env.ECRWriteAttempts(); n > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d write requests reached the ECR registry with the provider's token; the read-only policy forbids them\n", n)
+		code = 1
+	}
 	if err := env.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping the local environment:", err)
 	}

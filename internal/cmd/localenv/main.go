@@ -101,13 +101,14 @@ func run(args []string) error {
 local environment ready
   ECR API (moto)        %s  region %s  account %s
   ECR registry          %s  (as %s, user AWS)
+  ECR layer storage     %s  (S3 stand-in: layer GETs are redirected here)
   GitLab API            %s  token %s
   GitLab registry       %s
   read-only AWS key     %s
   admin AWS key         %s
   work dir              %s
 files: %s/env (source it: it also sets TF_CLI_CONFIG_FILE to run this checkout's provider), %s/provider.tf, %s/state.json
-`, env.ECRAPIEndpoint, env.Region, env.AccountID, env.ECRRegistryEndpoint, env.ECRRegistryName,
+`, env.ECRAPIEndpoint, env.Region, env.AccountID, env.ECRRegistryEndpoint, env.ECRRegistryName, env.S3.URL,
 		env.GitLabURL, env.GitLabToken, env.GitLabRegistryURL, env.AccessKeyID, env.AdminAccessKeyID, env.WorkDir,
 		*dir, *dir, *dir)
 	for _, img := range env.Seeded {

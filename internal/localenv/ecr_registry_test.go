@@ -1,0 +1,340 @@
+package localenv
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/config"
+	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/manifest"
+)
+
+// testECRRegistry runs against the TestLocalEnv environment (seeded).
+func testECRRegistry(t *testing.T, env *Env) {
+	t.Run("TokenPerCall", func(t *testing.T) { testECRTokenPerCall(t, env) })
+	t.Run("Challenge", func(t *testing.T) { testECRChallenge(t, env) })
+	t.Run("BlobRedirect", func(t *testing.T) { testECRBlobRedirect(t, env) })
+	t.Run("S3Refusals", func(t *testing.T) { testS3Refusals(t, env) })
+	t.Run("S3Faults", func(t *testing.T) { testS3Faults(t, env) })
+	t.Run("RealClientsFollowTheRedirect", func(t *testing.T) { testECRClients(t, env) })
+	t.Run("ExpiredToken", func(t *testing.T) { testECRExpiredToken(t, env) })
+	t.Run("WriteRefused", func(t *testing.T) { testECRWriteRefused(t, env) })
+}
+
+// ecrToken calls GetAuthorizationToken with the provider's read-only key and
+// returns the registry password and its expiry.
+func ecrToken(t *testing.T, env *Env) (string, time.Time) {
+	t.Helper()
+	out, err := env.ECRClient(t.Context(), false).GetAuthorizationToken(t.Context(), nil)
+	if err != nil || len(out.AuthorizationData) != 1 {
+		t.Fatalf("GetAuthorizationToken: %v %+v", err, out)
+	}
+	raw, err := base64.StdEncoding.DecodeString(aws.ToString(out.AuthorizationData[0].AuthorizationToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass, _ := strings.Cut(string(raw), ":")
+	if user != "AWS" || len(pass) < 1000 {
+		t.Fatalf("token %q is not AWS:<session> shaped like ECR's", raw)
+	}
+	return pass, aws.ToTime(out.AuthorizationData[0].ExpiresAt)
+}
+
+// ecrDo sends one request to the ECR registry proxy with user AWS and pass
+// (none when empty), without following redirects.
+func ecrDo(t *testing.T, env *Env, method, path, pass string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), method, env.ECRRegistryEndpoint+path, nil)
+	if pass != "" {
+		req.SetBasicAuth("AWS", pass)
+	}
+	return doNoRedirect(t, req)
+}
+
+func doNoRedirect(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// seededLayer returns a layer digest of web:v1.0 and its size.
+func seededLayer(t *testing.T, env *Env) (string, int64) {
+	t.Helper()
+	r, _ := env.ECRRef("web", "v1.0")
+	m, err := env.RegistryClient().ManifestGet(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := m.(manifest.Imager).GetLayers()
+	if err != nil || len(layers) == 0 {
+		t.Fatalf("layers of web:v1.0: %v", err)
+	}
+	l := layers[len(layers)-1]
+	return l.Digest.String(), l.Size
+}
+
+func testECRTokenPerCall(t *testing.T, env *Env) {
+	before := env.ECRTokenRequests()
+	a, expA := ecrToken(t, env)
+	b, expB := ecrToken(t, env)
+	if a == b {
+		t.Fatal("two GetAuthorizationToken calls returned the same token")
+	}
+	if n := env.ECRTokenRequests() - before; n != 2 {
+		t.Errorf("ECRTokenRequests counted %d calls, want 2", n)
+	}
+	for _, exp := range []time.Time{expA, expB} {
+		if d := time.Until(exp); d < 12*time.Hour-time.Minute || d > 12*time.Hour {
+			t.Errorf("token expires in %s, want 12h", d)
+		}
+	}
+	for _, pass := range []string{a, b} {
+		if resp, body := ecrDo(t, env, http.MethodGet, "/v2/web/manifests/v1.0", pass); resp.StatusCode != http.StatusOK {
+			t.Errorf("manifest GET with a fresh token: %d %s", resp.StatusCode, body)
+		}
+	}
+}
+
+func testECRChallenge(t *testing.T, env *Env) {
+	resp, body := ecrDo(t, env, http.MethodGet, "/v2/", "")
+	want := `Basic realm="https://123456789012.dkr.ecr.us-east-1.amazonaws.com/",service="ecr.amazonaws.com"`
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != want {
+		t.Fatalf("no credentials: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+	}
+	resp, body = ecrDo(t, env, http.MethodGet, "/v2/web/manifests/v1.0", "not-a-token-ecr-issued")
+	if resp.StatusCode != http.StatusForbidden || body != ecrExpiredBody {
+		t.Fatalf("unknown token: %d %s", resp.StatusCode, body)
+	}
+}
+
+var (
+	s3Credential = regexp.MustCompile(`^ASIA[0-9A-F]{16}/\d{8}/us-east-1/s3/aws4_request$`)
+	hex64        = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+func testECRBlobRedirect(t *testing.T, env *Env) {
+	pass, _ := ecrToken(t, env)
+	dig, size := seededLayer(t, env)
+	blobPath := "/v2/web/blobs/" + dig
+
+	resp, body := ecrDo(t, env, http.MethodHead, blobPath, pass)
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != size {
+		t.Fatalf("blob HEAD is answered by the registry itself: %d %d %s", resp.StatusCode, resp.ContentLength, body)
+	}
+	resp, _ = ecrDo(t, env, http.MethodGet, "/v2/web/blobs/sha256:"+strings.Repeat("0", 64), pass)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET of a layer ECR does not hold: %d, want 404", resp.StatusCode)
+	}
+
+	resp, _ = ecrDo(t, env, http.MethodGet, blobPath, pass)
+	if resp.StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("blob GET: %d, want 307", resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := loc.Query()
+	if loc.Host == env.ECRProxy.Host || !strings.HasPrefix(loc.Host, "localhost:") ||
+		!strings.HasPrefix(loc.Path, "/prod-us-east-1-starport-layer-bucket/") ||
+		q.Get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256" || !s3Credential.MatchString(q.Get("X-Amz-Credential")) ||
+		q.Get("X-Amz-Expires") != "3600" || q.Get("X-Amz-SignedHeaders") != "host" ||
+		len(q.Get("X-Amz-Security-Token")) < 500 || !hex64.MatchString(q.Get("X-Amz-Signature")) {
+		t.Fatalf("Location is not a pre-signed S3 URL on another host: %s", loc)
+	}
+	if _, err := time.Parse(amzDateFormat, q.Get("X-Amz-Date")); err != nil {
+		t.Fatalf("X-Amz-Date: %v", err)
+	}
+
+	env.S3.ResetStats()
+	ecrBefore := env.ECRProxy.Stats()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, loc.String(), nil)
+	resp, body = doNoRedirect(t, req)
+	if sum := sha256.Sum256([]byte(body)); resp.StatusCode != http.StatusOK || "sha256:"+hex.EncodeToString(sum[:]) != dig {
+		t.Fatalf("S3 GET: %d, %d bytes not matching %s", resp.StatusCode, len(body), dig)
+	}
+	if st := env.S3.Stats(); st.Requests != 1 || st.BytesToClient != size {
+		t.Errorf("S3 stats %+v, want 1 request and %d bytes", st, size)
+	}
+	if after := env.ECRProxy.Stats(); after.BytesToClient-ecrBefore.BytesToClient != size {
+		t.Errorf("the ECR proxy's stats do not count the S3 download: %+v -> %+v", ecrBefore, after)
+	}
+
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, loc.String(), nil)
+	req.Header.Set("Range", "bytes=100-199")
+	resp, part := doNoRedirect(t, req)
+	if resp.StatusCode != http.StatusPartialContent || part != body[100:200] {
+		t.Fatalf("Range: %d, %d bytes", resp.StatusCode, len(part))
+	}
+}
+
+// presigned returns a fresh pre-signed URL for a seeded layer.
+func presigned(t *testing.T, env *Env) string {
+	t.Helper()
+	pass, _ := ecrToken(t, env)
+	dig, _ := seededLayer(t, env)
+	resp, _ := ecrDo(t, env, http.MethodGet, "/v2/web/blobs/"+dig, pass)
+	if resp.StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("blob GET: %d, want 307", resp.StatusCode)
+	}
+	return resp.Header.Get("Location")
+}
+
+func testS3Refusals(t *testing.T, env *Env) {
+	loc := presigned(t, env)
+	get := func(u string, header ...string) (*http.Response, string) {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		return doNoRedirect(t, req)
+	}
+	resp, body := get(loc, "Authorization", "Basic QVdTOnNlY3JldA==")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "<Code>InvalidArgument</Code>") ||
+		!strings.Contains(body, "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified") {
+		t.Fatalf("URL with an Authorization header: %d %s", resp.StatusCode, body)
+	}
+	sig := regexp.MustCompile(`X-Amz-Signature=[0-9a-f]+`)
+	resp, body = get(sig.ReplaceAllString(loc, "X-Amz-Signature="+strings.Repeat("0", 64)))
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "<Code>SignatureDoesNotMatch</Code>") {
+		t.Fatalf("wrong signature: %d %s", resp.StatusCode, body)
+	}
+	resp, body = get(strings.Replace(loc, "localhost", "127.0.0.1", 1))
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "SignatureDoesNotMatch") {
+		t.Fatalf("URL sent to another host name: %d %s", resp.StatusCode, body)
+	}
+
+	env.S3.SetURLLifetime(time.Second)
+	defer env.S3.SetURLLifetime(time.Hour)
+	short := presigned(t, env)
+	if resp, _ := get(short); resp.StatusCode != http.StatusOK {
+		t.Fatalf("fresh 1-second URL: %d", resp.StatusCode)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	resp, body = get(short)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "<Code>AccessDenied</Code><Message>Request has expired</Message>") {
+		t.Fatalf("expired URL: %d %s", resp.StatusCode, body)
+	}
+}
+
+func testS3Faults(t *testing.T, env *Env) {
+	defer env.S3.SetFault(nil)
+	loc := presigned(t, env)
+	env.S3.SetFault(func(*http.Request) S3Fault { return S3SlowDown })
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, loc, nil)
+	resp, body := doNoRedirect(t, req)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "<Code>SlowDown</Code>") {
+		t.Fatalf("SlowDown: %d %s", resp.StatusCode, body)
+	}
+	env.S3.SetFault(func(*http.Request) S3Fault { return S3CutBody })
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, loc, nil)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	n, err := io.Copy(io.Discard, r.Body)
+	if r.StatusCode != http.StatusOK || !errors.Is(err, io.ErrUnexpectedEOF) || n == 0 || n >= r.ContentLength {
+		t.Fatalf("cut body: status %d, %d of %d bytes, err %v", r.StatusCode, n, r.ContentLength, err)
+	}
+}
+
+// testECRClients proves regclient and skopeo, given a token from
+// GetAuthorizationToken, follow the redirect without sending their
+// credential to S3 (which would refuse it).
+func testECRClients(t *testing.T, env *Env) {
+	pass, _ := ecrToken(t, env)
+	host := hostOf(env.ECRRegistryEndpoint)
+	rc := regclient.New(
+		regclient.WithConfigHost(config.Host{Name: host, TLS: config.TLSDisabled, User: "AWS", Pass: pass}),
+		regclient.WithSlog(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	)
+	dig, size := seededLayer(t, env)
+	r, _ := env.ECRRef("web", "v1.0")
+	env.S3.ResetStats()
+	br, err := rc.BlobGet(t.Context(), r, descriptor.Descriptor{Digest: digest.Digest(dig), Size: size})
+	if err != nil {
+		t.Fatalf("regclient BlobGet: %v", err)
+	}
+	n, err := io.Copy(io.Discard, br)
+	br.Close()
+	if err != nil || n != size || env.S3.Stats().Requests != 1 {
+		t.Fatalf("regclient read %d of %d bytes (%v), S3 saw %+v", n, size, err, env.S3.Stats())
+	}
+
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Skip("skopeo not installed")
+	}
+	dir := filepath.Join(t.TempDir(), "web")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "skopeo", "copy", "--insecure-policy", "--src-tls-verify=false",
+		"--src-creds", "AWS:"+pass, "docker://"+host+"/web:v1.0", "dir:"+dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo copy from ECR: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, strings.TrimPrefix(dig, "sha256:"))); err != nil || int64(len(b)) != size {
+		t.Fatalf("skopeo did not fetch layer %s: %v", dig, err)
+	}
+}
+
+func testECRExpiredToken(t *testing.T, env *Env) {
+	old, _ := ecrToken(t, env)
+	env.ExpireECRTokens()
+	resp, body := ecrDo(t, env, http.MethodGet, "/v2/web/manifests/v1.0", old)
+	if resp.StatusCode != http.StatusForbidden || body != ecrExpiredBody {
+		t.Fatalf("expired token: %d %s", resp.StatusCode, body)
+	}
+	fresh, _ := ecrToken(t, env)
+	if resp, body := ecrDo(t, env, http.MethodGet, "/v2/web/manifests/v1.0", fresh); resp.StatusCode != http.StatusOK {
+		t.Fatalf("token issued after ExpireECRTokens: %d %s", resp.StatusCode, body)
+	}
+}
+
+func testECRWriteRefused(t *testing.T, env *Env) {
+	pass, _ := ecrToken(t, env)
+	env.ResetECRWriteAttempts()
+	defer env.ResetECRWriteAttempts() // refused on purpose
+	resp, body := ecrDo(t, env, http.MethodPost, "/v2/web/blobs/uploads/", pass)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, `"code":"DENIED"`) ||
+		!strings.Contains(body, "user/"+ReadOnlyUser+" is not authorized to perform: ecr:InitiateLayerUpload on resource: arn:aws:ecr:us-east-1:123456789012:repository/web") {
+		t.Fatalf("upload with a read-only token: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = ecrDo(t, env, http.MethodDelete, "/v2/web/manifests/v1.0", pass)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("manifest DELETE with a read-only token: %d", resp.StatusCode)
+	}
+	if n := env.ECRWriteAttempts(); n != 2 {
+		t.Fatalf("ECRWriteAttempts = %d, want 2", n)
+	}
+	// The environment's own credential still writes (seeding, tests).
+	if _, err := env.TagECRImage(t.Context(), "web", "v1.0", "write-check"); err != nil {
+		t.Fatalf("the environment's own push: %v", err)
+	}
+	if n := env.ECRWriteAttempts(); n != 2 {
+		t.Fatalf("the environment's own writes were counted: %d", n)
+	}
+}
