@@ -47,11 +47,6 @@ func demo(args []string) error {
 		step("stopping the local environment")
 		_ = env.Close()
 	}()
-	// GitLab reads a reference sha256-<hex> as a digest, so the referrers tag
-	// scheme cannot work there; until the engine pushes referrers by digest
-	// (issue 7, item 9) the demo's GitLab keeps that scheme working. Remove
-	// this line then: the provider's acceptance tests run with GitLab's rule.
-	env.GitLab.SetSHA256TagsAsDigests(false)
 
 	step("building the provider")
 	cliConfig, err := localenv.BuildProvider(ctx, root, work)
