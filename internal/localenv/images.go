@@ -373,7 +373,7 @@ func (e *Env) pushImage(ctx context.Context, r ref.Ref, spec ImageSpec) (Image, 
 	}
 	img.Digest = digest.FromBytes(raw).String()
 	if spec.Referrer {
-		rd, err := e.pushReferrer(ctx, r, ociDesc{MediaType: img.MediaType, Digest: img.Digest, Size: int64(len(raw))})
+		rd, err := e.pushReferrer(ctx, r, ociDesc{MediaType: img.MediaType, Digest: img.Digest, Size: int64(len(raw))}, "")
 		if err != nil {
 			return Image{}, nil, fmt.Errorf("referrer: %w", err)
 		}
@@ -446,10 +446,14 @@ func (e *Env) pushSingle(ctx context.Context, r ref.Ref, spec ImageSpec, pi int)
 // pushReferrer pushes a cosign-like signature artifact whose subject is
 // subject. distribution 2.8 has no referrers API, so regclient also
 // maintains the "sha256-<hex>" fallback tag.
-func (e *Env) pushReferrer(ctx context.Context, r ref.Ref, subject ociDesc) (string, error) {
+func (e *Env) pushReferrer(ctx context.Context, r ref.Ref, subject ociDesc, nonce string) (string, error) {
 	cfg, err := e.pushBytes(ctx, r, mediatype.OCI1Empty, []byte("{}"))
 	if err != nil {
 		return "", err
+	}
+	var optional map[string]string
+	if nonce != "" {
+		optional = map[string]string{"nonce": nonce}
 	}
 	payload, _ := json.Marshal(map[string]any{
 		"critical": map[string]any{
@@ -457,7 +461,7 @@ func (e *Env) pushReferrer(ctx context.Context, r ref.Ref, subject ociDesc) (str
 			"image":    map[string]string{"docker-manifest-digest": subject.Digest},
 			"type":     "cosign container image signature",
 		},
-		"optional": nil,
+		"optional": optional,
 	})
 	layer, err := e.pushBytes(ctx, r, ReferrerArtifactType, payload)
 	if err != nil {

@@ -38,16 +38,43 @@ func (r *mirroredImageResource) ModifyPlan(ctx context.Context, req resource.Mod
 	if plan.ID.IsUnknown() && !plan.SourceRepository.IsUnknown() && !plan.GitLabProject.IsUnknown() && !plan.TargetImage.IsUnknown() && !plan.SourceRegistryID.IsUnknown() {
 		plan.ID = types.StringValue(mirroredImageID(plan))
 	}
-	steps := []func(context.Context, *mirroredImageModel, mirroredImageModel, *diag.Diagnostics){
+	in := planInput{config: config, prior: prior}
+	steps := []func(context.Context, *mirroredImageModel, planInput, *diag.Diagnostics){
 		r.planTarget, r.planImages, r.planReferrers,
 	}
 	for _, step := range steps {
-		if step(ctx, &plan, config, &resp.Diagnostics); resp.Diagnostics.HasError() {
+		if step(ctx, &plan, in, &resp.Diagnostics); resp.Diagnostics.HasError() {
 			return
 		}
 	}
 	r.warnOverwrites(ctx, plan, prior, &resp.Diagnostics)
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// planInput is what each planning step may consult besides the plan.
+type planInput struct {
+	config mirroredImageModel
+	prior  *mirroredImageModel // nil for a new resource
+}
+
+// ecrUnreadable plans what ECR should have told as unknown, with a warning,
+// when a resource that exists already cannot read its ECR repository (ECR
+// switched off, throttled, the repository deleted): the plan still shows a
+// change, so a drift check is never green without ECR, while refresh,
+// destroy (whose first step is such a plan) and removal keep working. A new
+// resource gets the error.
+func ecrUnreadable(plan *mirroredImageModel, in planInput, err error, diags *diag.Diagnostics, errDiag diag.Diagnostic) {
+	if in.prior == nil || !in.prior.SourceRepository.Equal(plan.SourceRepository) {
+		diags.Append(errDiag)
+		return
+	}
+	diags.AddWarning("ECR Not Readable: Source Tags Unknown Until Apply",
+		fmt.Sprintf("The ECR repository %q could not be read, so this plan cannot say which tags and digests to copy: "+
+			"images and referrers are known only at apply, which fails too unless ECR answers then. Refresh and destroy "+
+			"need only GitLab.\n\n%s: %s", plan.SourceRepository.ValueString(), errDiag.Summary(), errDiag.Detail()))
+	plan.Images = types.MapUnknown(types.StringType)
+	plan.Referrers = types.MapUnknown(referrersType.ElemType)
+	_ = err
 }
 
 // checkDefaultTargetImage refuses a source name GitLab cannot take as the
@@ -69,7 +96,7 @@ func (r *mirroredImageResource) checkDefaultTargetImage(plan, config mirroredIma
 
 // planTarget looks the project up (once per plan, however many resources
 // share it) and plans target_reference.
-func (r *mirroredImageResource) planTarget(ctx context.Context, plan *mirroredImageModel, _ mirroredImageModel, diags *diag.Diagnostics) {
+func (r *mirroredImageResource) planTarget(ctx context.Context, plan *mirroredImageModel, _ planInput, diags *diag.Diagnostics) {
 	if plan.GitLabProject.IsUnknown() || plan.TargetImage.IsUnknown() || r.data.gitlabErr != "" {
 		return
 	}
@@ -84,17 +111,17 @@ func (r *mirroredImageResource) planTarget(ctx context.Context, plan *mirroredIm
 
 // planImages puts the source's tags into the plan, or checks the configured
 // ones against ECR.
-func (r *mirroredImageResource) planImages(ctx context.Context, plan *mirroredImageModel, config mirroredImageModel, diags *diag.Diagnostics) {
-	if plan.SourceRepository.IsUnknown() || plan.SourceRegistryID.IsUnknown() || plan.TagRegex.IsUnknown() || (plan.Images.IsUnknown() && !config.Images.IsNull()) {
+func (r *mirroredImageResource) planImages(ctx context.Context, plan *mirroredImageModel, in planInput, diags *diag.Diagnostics) {
+	if plan.SourceRepository.IsUnknown() || plan.SourceRegistryID.IsUnknown() || plan.TagRegex.IsUnknown() || (plan.Images.IsUnknown() && !in.config.Images.IsNull()) {
 		return // known only at apply, which looks the source up then
 	}
-	if !config.Images.IsNull() {
-		r.checkConfiguredImages(ctx, *plan, config, diags)
+	if !in.config.Images.IsNull() {
+		r.checkConfiguredImages(ctx, *plan, in.config, diags)
 		return
 	}
 	images, leftOut, err := r.sourceImages(ctx, *plan)
 	if err != nil {
-		diags.Append(sourceDiag(plan.SourceRepository.ValueString(), err))
+		ecrUnreadable(plan, in, err, diags, sourceDiag(plan.SourceRepository.ValueString(), err))
 		return
 	}
 	if len(leftOut) > 0 {
@@ -166,7 +193,7 @@ func configuredDigestProblem(source, tag, dig string, ecrTags map[string]string)
 
 // planReferrers plans, with copy_referrers, the artifacts ECR holds for the
 // planned digests.
-func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirroredImageModel, _ mirroredImageModel, diags *diag.Diagnostics) {
+func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirroredImageModel, in planInput, diags *diag.Diagnostics) {
 	if plan.CopyReferrers.IsUnknown() || plan.Images.IsUnknown() || plan.SourceRegistryID.IsUnknown() {
 		return
 	}
@@ -176,8 +203,8 @@ func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirrore
 	}
 	refs, err := r.sourceReferrers(ctx, *plan)
 	if err != nil {
-		diags.AddAttributeError(path.Root("referrers"), "Cannot List Referrers in ECR",
-			failureDetail(fmt.Sprintf("listing the signatures and SBOMs of %q in ECR", plan.SourceRepository.ValueString()), err, r.data.redactor))
+		ecrUnreadable(plan, in, err, diags, diag.NewAttributeErrorDiagnostic(path.Root("referrers"), "Cannot List Referrers in ECR",
+			failureDetail(fmt.Sprintf("listing the signatures and SBOMs of %q in ECR", plan.SourceRepository.ValueString()), err, r.data.redactor)))
 		return
 	}
 	plan.Referrers = referrersValue(refs)

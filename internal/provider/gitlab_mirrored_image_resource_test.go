@@ -273,8 +273,12 @@ resource "imagesync_gitlab_mirrored_image" "m" {
 				Config: config,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(`imagesync_gitlab_mirrored_image.m[3]`, plancheck.ResourceActionCreate),
-					// The plan shows every tag and digest, not "known after apply".
+					// The plan shows every tag and digest, and where they go, not "known after apply".
 					plancheck.ExpectKnownValue(`imagesync_gitlab_mirrored_image.m[3]`, tfjsonpath.New("images"), imagesCheck(seeded(t, "web"))),
+					plancheck.ExpectKnownValue(`imagesync_gitlab_mirrored_image.m[3]`, tfjsonpath.New("target_reference"),
+						knownvalue.StringExact(testEnv.GitLabRegistryHost+"/"+project+"/web")),
+					plancheck.ExpectKnownValue(`imagesync_gitlab_mirrored_image.m[0]`, tfjsonpath.New("referrers"),
+						knownvalue.MapSizeExact(1)),
 				}},
 				ConfigStateChecks: append(stateChecks, checkNow(func() {
 					for _, repo := range repos {
@@ -718,9 +722,10 @@ func TestAccMirroredImage_badInput(t *testing.T) {
 			ExpectError: regexp.MustCompile(c.want),
 		})
 	}
-	// A project that does not exist is found out at apply.
+	// A project that does not exist is found out at plan, before review.
 	steps = append(steps, resource.TestStep{
 		Config:      mirroredConfig("acc/no-such-project", "web", ""),
+		PlanOnly:    true,
 		ExpectError: regexp.MustCompile(`(?s)GitLab Project Not Found.*acc/no-such-project`),
 	})
 	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: testAccProtoV6ProviderFactories, Steps: steps})

@@ -2,11 +2,8 @@ package provider
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -93,40 +90,21 @@ func uniqueName(t *testing.T) string {
 // found is false when the registry does not have the tag.
 func gitlabDigest(t *testing.T, image, tagOrDigest string) (digest string, found bool) {
 	t.Helper()
-	sep := ":"
-	if strings.HasPrefix(tagOrDigest, "sha256:") {
-		sep = "@"
-	}
-	cmd := exec.Command("skopeo", "inspect", "--raw", "--tls-verify=false",
-		"--creds", "root:"+testEnv.GitLabToken,
-		"docker://"+testEnv.GitLabRegistryHost+"/"+image+sep+tagOrDigest)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	digest, found, err := testEnv.GitLabDigest(context.Background(), image, tagOrDigest)
 	if err != nil {
-		if strings.Contains(stderr.String(), "manifest unknown") || strings.Contains(stderr.String(), "not found") {
-			return "", false
-		}
-		t.Fatalf("skopeo inspect %s%s%s: %v: %s", image, sep, tagOrDigest, err, stderr.String())
+		t.Fatal(err)
 	}
-	sum := sha256.Sum256(out)
-	return "sha256:" + hex.EncodeToString(sum[:]), true
+	return digest, found
 }
 
 // rawManifest returns the raw manifest bytes of an image in the GitLab registry, via skopeo.
 func rawManifest(t *testing.T, image, tagOrDigest string) []byte {
 	t.Helper()
-	sep := ":"
-	if strings.HasPrefix(tagOrDigest, "sha256:") {
-		sep = "@"
+	raw, found, err := testEnv.GitLabManifest(context.Background(), image, tagOrDigest)
+	if err != nil || !found {
+		t.Fatalf("%s %s: found %v, %v", image, tagOrDigest, found, err)
 	}
-	out, err := exec.Command("skopeo", "inspect", "--raw", "--tls-verify=false",
-		"--creds", "root:"+testEnv.GitLabToken,
-		"docker://"+testEnv.GitLabRegistryHost+"/"+image+sep+tagOrDigest).Output()
-	if err != nil {
-		t.Fatalf("skopeo inspect --raw %s%s%s: %v", image, sep, tagOrDigest, err)
-	}
-	return out
+	return raw
 }
 
 // checkGitLabDigests asserts, with skopeo, that every tag has its digest in GitLab.

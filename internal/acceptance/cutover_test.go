@@ -1,0 +1,284 @@
+package acceptance
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+)
+
+// The cut-over: GitLab starts to hold data of its own, and ECR is switched
+// off. These tests hold the provider to never losing or silently overwriting
+// GitLab's data, and to needing nothing from ECR to refresh or destroy.
+
+func mirrorConfig(source, project, extra string) string {
+	return fmt.Sprintf(`
+resource "imagesync_gitlab_mirrored_image" "m" {
+  source_repository = %q
+  gitlab_project    = %q
+%s
+}
+`, source, project, extra)
+}
+
+func push(t *testing.T, repo, tag string, spec localenv.ImageSpec) localenv.Image {
+	t.Helper()
+	img, err := env.PushECRImage(context.Background(), repo, tag, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// skopeoDigest reads a manifest from GitLab's registry with skopeo, a client
+// independent of the provider; found is false when the registry lacks it.
+func skopeoDigest(t *testing.T, image, tagOrDigest string) (digest string, found bool) {
+	t.Helper()
+	digest, found, err := env.GitLabDigest(context.Background(), image, tagOrDigest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return digest, found
+}
+
+// fixture makes a test's GitLab project and ECR repository name.
+func fixture(t *testing.T, kind string) (project, repo string) {
+	t.Helper()
+	name := uniqueName(t)
+	return env.GitLab.AddProject("acc/" + name).Path, kind + "/" + name
+}
+
+func expectGitLab(t *testing.T, image string, want map[string]string) {
+	t.Helper()
+	for tag, dig := range want {
+		if got, found := skopeoDigest(t, image, tag); !found || got != dig {
+			t.Errorf("%s:%s in GitLab is %q (found %v), want %s", image, tag, got, found, dig)
+		}
+	}
+}
+
+func mustMatch(t *testing.T, out, pattern string) {
+	t.Helper()
+	if !regexp.MustCompile(pattern).MatchString(out) {
+		t.Errorf("output does not match %s:\n%s", pattern, out)
+	}
+}
+
+func TestCutover_emptyRepositoryCreatedOnce(t *testing.T) {
+	name := uniqueName(t)
+	project := env.GitLab.AddProject("acc/" + name).Path
+	empty := "empty/" + name
+	if err := env.CreateECRRepository(context.Background(), empty); err != nil {
+		t.Fatal(err)
+	}
+	filtered := "filtered/" + name
+	push(t, filtered, "latest", localenv.ImageSpec{})
+	w := newWorkspace(t, mirrorConfig(empty, project, "")+strings.Replace(mirrorConfig(filtered, project, `  tag_regex = "^v[0-9]+$"`), `"m"`, `"f"`, 1))
+	// Neither has a tag to copy: created once, and the next plan is empty.
+	w.apply()
+	w.mustRun(0, "plan", "-refresh-only", "-detailed-exitcode", "-input=false", "-no-color")
+	// A tag arriving later is planned and copied as usual.
+	v1 := push(t, empty, "v1", localenv.ImageSpec{})
+	w.mustRun(2, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+	w.apply()
+	expectGitLab(t, project+"/"+empty, map[string]string{"v1": v1.Digest})
+}
+
+func TestCutover_overwriteWarnedAtPlan(t *testing.T) {
+	project, repo := fixture(t, "overwrite")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{})
+	v2 := push(t, repo, "v2", localenv.ImageSpec{})
+	native, err := env.PushGitLabImage(context.Background(), project+"/"+repo, "v1", localenv.ImageSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, mirrorConfig(repo, project, ""))
+	out := w.mustRun(0, "plan", "-input=false", "-no-color", "-out=plan.tfplan")
+	target := env.GitLabRegistryHost + "/" + project + "/" + repo
+	mustMatch(t, out, `(?s)Warning: GitLab Tag Will Be Overwritten.*GitLab holds\s+`+regexp.QuoteMeta(target)+`:v1\s+at\s+`+native.Digest+`;\s+this\s+apply\s+replaces\s+it\s+with\s+`+v1.Digest+`\s+from\s+ECR\.`)
+	if regexp.MustCompile(`:v2\s+at\s+sha256`).MatchString(out) {
+		t.Error("a tag GitLab does not hold is warned about")
+	}
+	// The machine-readable plan carries the warning with its address, for
+	// the merge-request summary.
+	jsonOut := w.mustRun(0, "plan", "-input=false", "-json")
+	if !hasDiagnostic(jsonOut, "warning", "GitLab Tag Will Be Overwritten", "imagesync_gitlab_mirrored_image.m") {
+		t.Errorf("terraform plan -json has no overwrite warning for imagesync_gitlab_mirrored_image.m:\n%s", jsonOut)
+	}
+	w.mustRun(0, "apply", "-input=false", "-no-color", "plan.tfplan")
+	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest, "v2": v2.Digest})
+	w.mustRun(0, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+}
+
+// hasDiagnostic finds a diagnostic in terraform's machine-readable output.
+func hasDiagnostic(jsonLines, severity, summary, address string) bool {
+	sc := bufio.NewScanner(strings.NewReader(jsonLines))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Type       string `json:"type"`
+			Diagnostic struct {
+				Severity string `json:"severity"`
+				Summary  string `json:"summary"`
+				Address  string `json:"address"`
+			} `json:"diagnostic"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Type == "diagnostic" &&
+			line.Diagnostic.Severity == severity && line.Diagnostic.Summary == summary && line.Diagnostic.Address == address {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCutover_destroyKeepsTagsPushedAgain(t *testing.T) {
+	project, repo := fixture(t, "destroy")
+	push(t, repo, "v1", localenv.ImageSpec{})
+	push(t, repo, "v2", localenv.ImageSpec{})
+	w := newWorkspace(t, mirrorConfig(repo, project, "  delete_on_destroy = true"))
+	w.apply()
+	// After the cut-over a team pushes v2 straight to GitLab.
+	native, err := env.PushGitLabImage(context.Background(), project+"/"+repo, "v2", localenv.ImageSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := w.mustRun(0, "destroy", "-auto-approve", "-input=false", "-no-color")
+	mustMatch(t, out, `(?s)Warning: GitLab Tag Kept.*`+regexp.QuoteMeta(project+"/"+repo)+`:v2.*`+native.Digest)
+	if _, found := skopeoDigest(t, project+"/"+repo, "v1"); found {
+		t.Error("v1, which the resource copied, survived the destroy")
+	}
+	expectGitLab(t, project+"/"+repo, map[string]string{"v2": native.Digest})
+}
+
+func TestCutover_importAdoptsWhatGitLabHolds(t *testing.T) {
+	project, repo := fixture(t, "adopt")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{})
+	// Copied by an earlier tool.
+	rc := env.RegistryClient()
+	src, _ := env.ECRRef(repo, "v1")
+	dst, _ := env.GitLabRef(project+"/"+repo, "v1")
+	if err := rc.ImageCopy(context.Background(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, mirrorConfig(repo, project, "  delete_on_destroy = true"))
+	w.mustRun(0, "import", "-input=false", "-no-color", "imagesync_gitlab_mirrored_image.m", repo+":"+project)
+	// Nothing differs: the import's plan is empty apart from the settings the
+	// import cannot know (delete_on_destroy is configured here).
+	out := w.mustRun(0, "plan", "-input=false", "-no-color")
+	if strings.Contains(out, `"v1"`) {
+		t.Errorf("the plan after import changes v1:\n%s", out)
+	}
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
+	w.mustRun(0, "destroy", "-auto-approve", "-input=false", "-no-color")
+	if _, found := skopeoDigest(t, project+"/"+repo, "v1"); found {
+		t.Error("the imported tag was not deleted: the import should adopt what GitLab held")
+	}
+}
+
+func TestCutover_ecrSwitchedOff(t *testing.T) {
+	project, repo := fixture(t, "decommissioned")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{Referrer: true})
+	w := newWorkspace(t, mirrorConfig(repo, project, "  delete_on_destroy = true"))
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
+	// ECR is gone: its API and its registry answer nothing useful any more.
+	down := func(*http.Request) (int, string, bool) {
+		return http.StatusServiceUnavailable, "ECR switched off by the test", true
+	}
+	env.ECRAPIProxy.SetFault(down)
+	env.ECRProxy.SetFault(down)
+	t.Cleanup(func() { env.ECRAPIProxy.SetFault(nil); env.ECRProxy.SetFault(nil) })
+	env.ECRAPIProxy.ResetStats()
+	env.ECRProxy.ResetStats()
+	// Refresh needs only GitLab.
+	w.mustRun(0, "plan", "-refresh-only", "-detailed-exitcode", "-input=false", "-no-color")
+	if n := env.ECRAPIProxy.Stats().Requests + env.ECRProxy.Stats().Requests; n != 0 {
+		t.Errorf("%d requests reached ECR during the refresh, want none", n)
+	}
+	// A normal plan cannot know ECR's side: it says so, and is never empty.
+	out := w.mustRun(2, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+	mustMatch(t, out, `(?s)Warning: ECR Not Readable: Source Tags Unknown Until Apply`)
+	// Destroy works (its first step, a plan, finds ECR unreadable and goes on).
+	w.mustRun(0, "destroy", "-auto-approve", "-input=false", "-no-color")
+	if _, found := skopeoDigest(t, project+"/"+repo, "v1"); found {
+		t.Error("destroy did not delete v1")
+	}
+}
+
+func TestCutover_referrersArrivingLater(t *testing.T) {
+	project, repo := fixture(t, "signed-later")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{Platforms: 2})
+	signed := push(t, repo, "signed", localenv.ImageSpec{Referrer: true})
+	// copy_referrers off first: the existing signature stays behind.
+	w := newWorkspace(t, mirrorConfig(repo, project, "  copy_referrers = false"))
+	w.apply()
+	if _, found := skopeoDigest(t, project+"/"+repo, signed.ReferrerDigest); found {
+		t.Fatal("a referrer was copied with copy_referrers = false")
+	}
+	// Switched on: the plan shows the signature, apply copies it by digest.
+	w.write(mirrorConfig(repo, project, ""))
+	out := w.mustRun(2, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+	mustMatch(t, out, `(?s)referrers.*`+signed.Digest+`.*`+signed.ReferrerDigest)
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{signed.ReferrerDigest: signed.ReferrerDigest})
+	// A signature added in ECR to a digest mirrored long ago.
+	sig, err := env.SignECRImage(context.Background(), repo, v1.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = w.mustRun(2, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+	mustMatch(t, out, `(?s)`+v1.Digest+`.*`+sig)
+	if strings.Contains(out, `"v1"`) {
+		t.Errorf("the new signature re-plans the tag v1:\n%s", out)
+	}
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{sig: sig, "v1": v1.Digest})
+}
+
+func TestCutover_longAndFallbackTagsLeftOut(t *testing.T) {
+	project, repo := fixture(t, "odd-tags")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{})
+	long := strings.Repeat("a", 200)
+	if err := env.RecordECRTag(context.Background(), repo, long, v1.Digest); err != nil {
+		t.Fatal(err)
+	}
+	// A tag named like a referrers fallback tag that points at the image it
+	// names: an ordinary tag, mirrored (GitLab reads it as that digest).
+	self := strings.Replace(v1.Digest, "sha256:", "sha256-", 1)
+	if _, err := env.TagECRImage(context.Background(), repo, "v1", self); err != nil {
+		t.Fatal(err)
+	}
+	// One that names another digest cannot exist in GitLab: left out.
+	other := push(t, repo, "other", localenv.ImageSpec{})
+	misnamed := "sha256-" + strings.Repeat("0", 64)
+	if err := env.RecordECRTag(context.Background(), repo, misnamed, other.Digest); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, mirrorConfig(repo, project, ""))
+	out := w.mustRun(0, "plan", "-input=false", "-no-color")
+	mustMatch(t, out, `(?s)Warning: Tags Left Out.*`+long[:40]+`.*200 characters.*`+misnamed[:20])
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest, "other": other.Digest, self: v1.Digest})
+}
+
+func TestCutover_crossAccountSource(t *testing.T) {
+	project, repo := fixture(t, "shared")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{})
+	config := mirrorConfig(repo, project, fmt.Sprintf("  source_registry_id = %q", env.AccountID))
+	w := newWorkspace(t, config)
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
+	out := w.mustRun(0, "state", "show", "-no-color", "imagesync_gitlab_mirrored_image.m")
+	mustMatch(t, out, `id\s+=\s+"`+env.AccountID+`:`+regexp.QuoteMeta(repo))
+	// The same, imported by the ID that names the account.
+	w2 := newWorkspace(t, config)
+	w2.mustRun(0, "import", "-input=false", "-no-color", "imagesync_gitlab_mirrored_image.m", env.AccountID+":"+repo+":"+project+":"+repo)
+	w2.apply()
+}

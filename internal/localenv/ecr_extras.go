@@ -1,0 +1,67 @@
+package localenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	ecrtypes "github.com/aws/aws-sdk-go-v2/service/ecr/types"
+	"github.com/regclient/regclient/types/ref"
+)
+
+// CreateECRRepository makes an ECR repository with no image, as a team's
+// placeholder would be.
+func (e *Env) CreateECRRepository(ctx context.Context, repo string) error {
+	_, err := e.ECRClient(ctx, true).CreateRepository(ctx, &ecr.CreateRepositoryInput{RepositoryName: aws.String(repo)})
+	var exists *ecrtypes.RepositoryAlreadyExistsException
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("moto CreateRepository %s: %w", repo, err)
+	}
+	return nil
+}
+
+// SignECRImage pushes a new signature whose subject is the image at digest
+// in repo, as a signing step after the push would; each call makes a new
+// signature. It returns the signature's digest.
+func (e *Env) SignECRImage(ctx context.Context, repo, subjectDigest string) (string, error) {
+	r, err := e.ecrRepository(repo)
+	if err != nil {
+		return "", err
+	}
+	m, err := e.regClient().ManifestHead(ctx, r.SetDigest(subjectDigest))
+	if err != nil {
+		return "", fmt.Errorf("head %s@%s: %w", repo, subjectDigest, err)
+	}
+	d := m.GetDescriptor()
+	nonce := make([]byte, 8)
+	_, _ = rand.Read(nonce)
+	return e.pushReferrer(ctx, r, ociDesc{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}, hex.EncodeToString(nonce))
+}
+
+// RecordECRTag records tag -> digest in the ECR API only, for tags the
+// registry itself cannot hold (ECR allows 300 characters, distribution 128):
+// ListImages shows them as real ECR would.
+func (e *Env) RecordECRTag(ctx context.Context, repo, tag, digest string) error {
+	r, err := e.ecrRepository(repo)
+	if err != nil {
+		return err
+	}
+	m, err := e.regClient().ManifestGet(ctx, r.SetDigest(digest))
+	if err != nil {
+		return fmt.Errorf("get %s@%s: %w", repo, digest, err)
+	}
+	raw, err := m.RawBody()
+	if err != nil {
+		return err
+	}
+	return e.recordECR(ctx, repo, tag, raw, m.GetDescriptor().MediaType, digest)
+}
+
+// ecrRepository is the reference of a repository at the ECR registry proxy.
+func (e *Env) ecrRepository(repo string) (ref.Ref, error) {
+	return ref.New(hostOf(e.ECRRegistryEndpoint) + "/" + repo)
+}
