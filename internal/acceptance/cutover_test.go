@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+	"github.com/regclient/regclient/types/ref"
 )
 
 // The cut-over: GitLab starts to hold data of its own, and ECR is switched
@@ -281,4 +285,89 @@ func TestCutover_crossAccountSource(t *testing.T) {
 	w2 := newWorkspace(t, config)
 	w2.mustRun(0, "import", "-input=false", "-no-color", "imagesync_gitlab_mirrored_image.m", env.AccountID+":"+repo+":"+project+":"+repo)
 	w2.apply()
+}
+
+// regctl installs regctl, a registry tool of its own, to push artifacts the
+// way other tools do (with subjects, untagged, listed by a fallback tag).
+func regctl(t *testing.T) func(args ...string) string {
+	t.Helper()
+	gobin := filepath.Join(os.TempDir(), "imagesync-acceptance-tools")
+	bin := filepath.Join(gobin, "regctl")
+	if _, err := os.Stat(bin); err != nil {
+		install := exec.Command("go", "install", "github.com/regclient/regclient/cmd/regctl@v0.11.7")
+		install.Env = append(os.Environ(), "GOBIN="+gobin)
+		if out, err := install.CombinedOutput(); err != nil {
+			t.Fatalf("go install regctl: %v\n%s", err, out)
+		}
+	}
+	home := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "HOME="+home)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("regctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	host := strings.TrimPrefix(env.ECRRegistryEndpoint, "http://")
+	run("registry", "set", "--skip-check", "--tls", "disabled", host)
+	run("registry", "login", host, "-u", "AWS", "-p", env.ECRPassword)
+	return run
+}
+
+func TestCutover_artifactsFromOtherTools(t *testing.T) {
+	project, repo := fixture(t, "tools")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{Platforms: 2})
+	regctl := regctl(t)
+	subject := strings.TrimPrefix(env.ECRRegistryEndpoint, "http://") + "/" + repo + "@" + v1.Digest
+	dir := t.TempDir()
+	sbom := filepath.Join(dir, "sbom.json")
+	if err := os.WriteFile(sbom, []byte(`{"spdxVersion":"SPDX-2.3","name":"`+repo+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// An SBOM and an attestation of the index, untagged, listed by regctl in
+	// the sha256-<hex> fallback tag (distribution has no referrers API), and
+	// a signature of the SBOM.
+	regctl("artifact", "put", "--subject", subject, "--artifact-type", "application/spdx+json",
+		"--file", sbom, "--file-media-type", "application/spdx+json")
+	regctl("artifact", "put", "--subject", subject, "--artifact-type", "application/vnd.in-toto+json",
+		"--file", sbom, "--file-media-type", "application/vnd.in-toto+json", "--annotation", "kind=attestation")
+	rl, err := env.RegistryClient().ReferrerList(context.Background(), mustRef(t, subject))
+	if err != nil || len(rl.Descriptors) != 2 {
+		t.Fatalf("regctl's referrers: %v, %v", rl.Descriptors, err)
+	}
+	sbomDigest := ""
+	for _, d := range rl.Descriptors {
+		if d.ArtifactType == "application/spdx+json" {
+			sbomDigest = d.Digest.String()
+		}
+	}
+	regctl("artifact", "put", "--subject", strings.Replace(subject, v1.Digest, sbomDigest, 1),
+		"--artifact-type", "application/vnd.dev.cosign.artifact.sig.v1+json", "--file", sbom, "--file-media-type", "application/octet-stream")
+
+	w := newWorkspace(t, mirrorConfig(repo, project, ""))
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
+	for _, d := range rl.Descriptors {
+		expectGitLab(t, project+"/"+repo, map[string]string{d.Digest.String(): d.Digest.String()})
+	}
+	sigs, err := env.RegistryClient().ReferrerList(context.Background(), mustRef(t, strings.Replace(subject, v1.Digest, sbomDigest, 1)))
+	if err != nil || len(sigs.Descriptors) != 1 {
+		t.Fatalf("the SBOM's signature: %v, %v", sigs.Descriptors, err)
+	}
+	signature := sigs.Descriptors[0].Digest.String()
+	expectGitLab(t, project+"/"+repo, map[string]string{signature: signature})
+	out := w.mustRun(0, "state", "show", "-no-color", "imagesync_gitlab_mirrored_image.m")
+	mustMatch(t, out, `(?s)referrers\s+=\s+\{.*"`+sbomDigest+`"\s+=\s+\[\s+"`+signature+`"`)
+}
+
+func mustRef(t *testing.T, s string) ref.Ref {
+	t.Helper()
+	r, err := ref.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
