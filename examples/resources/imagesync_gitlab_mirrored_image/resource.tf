@@ -23,3 +23,11 @@ resource "imagesync_gitlab_mirrored_image" "api" {
     create = "2h"
   }
 }
+
+# A repository of another AWS account (shared through a repository policy,
+# or reached with the provider's ecr.assume_role).
+resource "imagesync_gitlab_mirrored_image" "shared_base" {
+  source_repository  = "base/runtime"
+  source_registry_id = "210987654321"
+  gitlab_project     = "platform/images"
+}
