@@ -162,6 +162,10 @@ func (g *ecrRegistry) serve(w http.ResponseWriter, r *http.Request) bool {
 		}
 		r.SetBasicAuth("AWS", g.password)
 	}
+	if m := ecrReferrersPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodGet {
+		g.serveReferrers(w, r, m[1], m[2])
+		return true
+	}
 	if m := ecrBlobPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodGet && g.blobExists(r.Context(), r.URL.Path) {
 		w.Header().Set("Location", g.s3.presign(m[1], m[2], time.Now()))
 		w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")

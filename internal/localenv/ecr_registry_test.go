@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -36,6 +37,54 @@ func testECRRegistry(t *testing.T, env *Env) {
 	t.Run("RealClientsFollowTheRedirect", func(t *testing.T) { testECRClients(t, env) })
 	t.Run("ExpiredToken", func(t *testing.T) { testECRExpiredToken(t, env) })
 	t.Run("WriteRefused", func(t *testing.T) { testECRWriteRefused(t, env) })
+	t.Run("ReferrersAPI", func(t *testing.T) { testECRReferrersAPI(t, env) })
+}
+
+// testECRReferrersAPI: ECR answers the OCI referrers API (since 2024): the
+// seeded signature of signed/app:v1 is listed, an unsigned image has none,
+// and a sha256-<hex> tag naming the image itself is not a referrers list.
+func testECRReferrersAPI(t *testing.T, env *Env) {
+	pass, _ := ecrToken(t, env)
+	var signed, plain Image
+	for _, img := range env.Seeded {
+		switch {
+		case img.Repository == "signed/app" && img.ReferrerDigest != "":
+			signed = img
+		case img.Repository == "web" && plain.Digest == "":
+			plain = img
+		}
+	}
+	list := func(repo, dig string) []string {
+		t.Helper()
+		resp, body := ecrDo(t, env, http.MethodGet, "/v2/"+repo+"/referrers/"+dig, pass)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != ociIndexType {
+			t.Fatalf("referrers of %s@%s: %s %s", repo, dig, resp.Status, resp.Header.Get("Content-Type"))
+		}
+		var index struct {
+			Manifests []struct{ Digest string } `json:"manifests"`
+		}
+		if err := json.Unmarshal([]byte(body), &index); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range index.Manifests {
+			out = append(out, m.Digest)
+		}
+		return out
+	}
+	if got := list("signed/app", signed.Digest); len(got) != 1 || got[0] != signed.ReferrerDigest {
+		t.Errorf("referrers of the signed image: %v, want [%s]", got, signed.ReferrerDigest)
+	}
+	if got := list("web", plain.Digest); len(got) != 0 {
+		t.Errorf("referrers of an unsigned image: %v", got)
+	}
+	self := strings.Replace(plain.Digest, "sha256:", "sha256-", 1)
+	if _, err := env.TagECRImage(t.Context(), "web", plain.Tag, self); err != nil {
+		t.Fatal(err)
+	}
+	if got := list("web", plain.Digest); len(got) != 0 {
+		t.Errorf("a tag naming the image itself was read as a referrers list: %v", got)
+	}
 }
 
 // ecrToken calls GetAuthorizationToken with the provider's read-only key and
