@@ -371,3 +371,20 @@ func mustRef(t *testing.T, s string) ref.Ref {
 	}
 	return r
 }
+
+// A signature tagged on its own, mirrored without the tag of its image:
+// GitLab refuses a manifest whose subject it lacks, so the subject goes
+// first, by digest.
+func TestCutover_taggedReferrerWithoutItsImage(t *testing.T) {
+	project, repo := fixture(t, "tagged-sig")
+	img := push(t, repo, "image", localenv.ImageSpec{Referrer: true})
+	if _, err := env.TagECRImageDigest(context.Background(), repo, img.ReferrerDigest, "signature"); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, mirrorConfig(repo, project, `  tag_regex = "^signature$"`))
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{"signature": img.ReferrerDigest, img.Digest: img.Digest})
+	if _, found := skopeoDigest(t, project+"/"+repo, "image"); found {
+		t.Error("the tag image was copied though tag_regex leaves it out")
+	}
+}

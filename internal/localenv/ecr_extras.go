@@ -65,3 +65,25 @@ func (e *Env) RecordECRTag(ctx context.Context, repo, tag, digest string) error 
 func (e *Env) ecrRepository(repo string) (ref.Ref, error) {
 	return ref.New(hostOf(e.ECRRegistryEndpoint) + "/" + repo)
 }
+
+// TagECRImageDigest puts the manifest at digest under tag, in the registry
+// and in the ECR API.
+func (e *Env) TagECRImageDigest(ctx context.Context, repo, digest, tag string) (string, error) {
+	r, err := e.ecrRepository(repo)
+	if err != nil {
+		return "", err
+	}
+	m, err := e.regClient().ManifestGet(ctx, r.SetDigest(digest))
+	if err != nil {
+		return "", fmt.Errorf("get %s@%s: %w", repo, digest, err)
+	}
+	raw, err := m.RawBody()
+	if err != nil {
+		return "", err
+	}
+	mt := m.GetDescriptor().MediaType
+	if err := e.putManifest(ctx, r.SetTag(tag), raw, mt); err != nil {
+		return "", fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	return digest, e.recordECR(ctx, repo, tag, raw, mt, digest)
+}

@@ -62,6 +62,9 @@ func (c *copier) copyContent(ctx context.Context, dig string) (manifest.Manifest
 	if got := m.GetDescriptor().Digest.String(); got != dig {
 		return nil, &SideError{Side: SideECR, Err: fmt.Errorf("ECR served %s for manifest %s", got, dig)}
 	}
+	if err := c.copySubject(ctx, m); err != nil {
+		return nil, err
+	}
 	children, err := c.missingChildren(ctx, m)
 	if err != nil {
 		return nil, err
@@ -88,6 +91,29 @@ func (c *copier) copyByDigest(ctx context.Context, dig string) error {
 		return err
 	}
 	return c.putManifest(ctx, c.tgt.SetDigest(dig), m)
+}
+
+// copySubject copies the subject of a referrer first when GitLab lacks it:
+// GitLab refuses a manifest whose subject it does not hold. A tagged
+// signature, copied as a tag, may well come before its image.
+func (c *copier) copySubject(ctx context.Context, m manifest.Manifest) error {
+	sj, ok := m.(manifest.Subjecter)
+	if !ok {
+		return nil
+	}
+	subject, err := sj.GetSubject()
+	if err != nil || subject == nil {
+		return nil
+	}
+	dig := subject.Digest.String()
+	err = call(ctx, func(ctx context.Context) error { _, err := c.rc.ManifestHead(ctx, c.tgt.SetDigest(dig)); return err })
+	switch {
+	case err == nil:
+		return nil
+	case !isNotFound(err):
+		return fmt.Errorf("checking subject %s in GitLab: %w", dig, err)
+	}
+	return c.copyByDigest(ctx, dig)
 }
 
 // missingChildren lists the platforms of an index that GitLab lacks.
@@ -144,16 +170,14 @@ func blobsOf(m manifest.Manifest) ([]descriptor.Descriptor, error) {
 func (c *copier) putManifest(ctx context.Context, r ref.Ref, m manifest.Manifest) error {
 	var opts []regclient.ManifestOpts
 	switch {
-	case r.Digest == "":
-		// A tag.
 	case hasSubject(m):
 		// A referrer: regclient would also update the subject's fallback
 		// tag, which a registry like GitLab reads as a digest.
 		if !c.e.tagSchemeUsable(ctx, c.rc, c.tgt, m) {
 			m = withoutSubject{m}
 		}
-	default:
-		opts = append(opts, regclient.WithManifestChild())
+	case r.Digest != "":
+		opts = append(opts, regclient.WithManifestChild()) // a platform of an index
 	}
 	err := call(ctx, func(ctx context.Context) error { return c.rc.ManifestPut(ctx, r, m, opts...) })
 	if err != nil {
