@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
@@ -16,16 +17,26 @@ import (
 type tflogHandler struct {
 	ctx      context.Context //nolint:containedctx // tflog keeps its sink in the context
 	redactor *redact.Redactor
+	turns    *sync.Mutex
 	attrs    []slog.Attr
 	group    string
 }
 
-func newSlogger(ctx context.Context, redactor *redact.Redactor) *slog.Logger {
+func newSlogger(ctx context.Context, redactor *redact.Redactor, turns *sync.Mutex) *slog.Logger {
 	ctx = tflog.NewSubsystem(ctx, "regclient")
 	ctx = tflog.SubsystemMaskFieldValuesWithFieldKeys(ctx, "regclient", "token", "password", "Authorization", "pass")
 	ctx = tflog.SubsystemMaskAllFieldValuesRegexes(ctx, "regclient", redact.Patterns...)
 	ctx = tflog.SubsystemMaskMessageRegexes(ctx, "regclient", redact.Patterns...)
-	return slog.New(&tflogHandler{ctx: ctx, redactor: redactor})
+	return slog.New(&tflogHandler{ctx: ctx, redactor: redactor, turns: turns})
+}
+
+// logInTurn runs one tflog call at a time. With masks set, tflog rewrites
+// the context's shared field map on every call (terraform-plugin-log issue
+// 246), which crashes the provider when goroutines log at once.
+func logInTurn(turns *sync.Mutex, log func()) {
+	turns.Lock()
+	defer turns.Unlock()
+	log()
 }
 
 func (h *tflogHandler) Enabled(context.Context, slog.Level) bool { return true }
@@ -45,17 +56,22 @@ func (h *tflogHandler) Handle(_ context.Context, r slog.Record) error {
 	}
 	r.Attrs(add)
 	msg := h.redactor.String(r.Message)
+	logInTurn(h.turns, func() { h.log(r.Level, msg, fields) })
+	return nil
+}
+
+// log writes at regclient's level: its INFO lines are request details, so DEBUG here.
+func (h *tflogHandler) log(level slog.Level, msg string, fields map[string]any) {
 	switch {
-	case r.Level >= slog.LevelError:
+	case level >= slog.LevelError:
 		tflog.SubsystemError(h.ctx, "regclient", msg, fields)
-	case r.Level >= slog.LevelWarn:
+	case level >= slog.LevelWarn:
 		tflog.SubsystemWarn(h.ctx, "regclient", msg, fields)
-	case r.Level >= slog.LevelInfo:
+	case level >= slog.LevelInfo:
 		tflog.SubsystemDebug(h.ctx, "regclient", msg, fields)
 	default:
 		tflog.SubsystemTrace(h.ctx, "regclient", msg, fields)
 	}
-	return nil
 }
 
 func (h *tflogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

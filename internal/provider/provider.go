@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -92,6 +93,8 @@ type providerData struct {
 	// redactor knows every secret in play (the GitLab token, ECR registry
 	// passwords as they are issued) for logs and diagnostics.
 	redactor *redact.Redactor
+	// logTurns serialises the log calls of the engine's goroutines (see logInTurn).
+	logTurns sync.Mutex
 }
 
 // logContext masks every secret in the logs of one provider call: tflog's
@@ -337,9 +340,9 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		MaxConcurrentBlobs: maxBlobs,
 		RequestsPerSecond:  cfg.RequestsPerSecond.ValueFloat64(),
 		Logger: func(ctx context.Context, msg string, fields map[string]any) {
-			tflog.Info(ctx, msg, fields)
+			logInTurn(&data.logTurns, func() { tflog.Info(ctx, msg, fields) })
 		},
-		Slog:      newSlogger(ctx, data.redactor),
+		Slog:      newSlogger(ctx, data.redactor, &data.logTurns),
 		UserAgent: "terraform-provider-imagesync/" + p.version,
 	})
 	if registryURL != "" {
