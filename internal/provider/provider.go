@@ -179,14 +179,14 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 					"endpoint": schema.StringAttribute{
 						Optional:            true,
 						MarkdownDescription: "Override of the ECR API endpoint URL. `AWS_ENDPOINT_URL_ECR` works too.",
-						Validators:          []validator.String{urlValidator{}},
+						Validators:          []validator.String{urlValidator{example: "https://api.ecr.eu-west-1.amazonaws.com"}},
 					},
 					"registry_endpoint": schema.StringAttribute{
 						Optional: true,
 						MarkdownDescription: "Override of where registry traffic for ECR goes, e.g. `http://127.0.0.1:5000` for " +
 							"local tests, a proxy or a VPC endpoint. Image references keep their ECR names. Default: " +
 							"`IMAGESYNC_ECR_REGISTRY_ENDPOINT`, else the endpoint ECR reports.",
-						Validators: []validator.String{urlValidator{}},
+						Validators: []validator.String{urlValidator{example: "http://127.0.0.1:5000"}},
 					},
 				},
 				Blocks: map[string]schema.Block{
@@ -217,7 +217,7 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 						Optional: true,
 						MarkdownDescription: "URL of the GitLab instance, e.g. `https://gitlab.example.com`. Default: " +
 							"`GITLAB_BASE_URL`, else `CI_SERVER_URL` (set in GitLab CI jobs), else `" + defaultGitLabURL + "`.",
-						Validators: []validator.String{urlValidator{}},
+						Validators: []validator.String{urlValidator{example: "https://gitlab.example.com"}},
 					},
 					"token": schema.StringAttribute{
 						Optional:  true,
@@ -231,7 +231,7 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 							"Default: `IMAGESYNC_GITLAB_REGISTRY_URL`, else with a CI job token `https://$CI_REGISTRY`, else the " +
 							"registry each project reports. " +
 							"`http://` is for local testing only.",
-						Validators: []validator.String{urlValidator{}},
+						Validators: []validator.String{urlValidator{example: "https://registry.example.com"}},
 					},
 				},
 			},

@@ -130,22 +130,27 @@ func (regexValidator) ValidateString(_ context.Context, req validator.StringRequ
 	}
 }
 
-// urlValidator requires an absolute http(s) URL.
-type urlValidator struct{}
+// urlValidator requires an absolute http(s) URL; example is one the
+// attribute takes, for the error message.
+type urlValidator struct{ example string }
 
 func (urlValidator) Description(context.Context) string { return "an absolute http:// or https:// URL" }
 
 func (v urlValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
 
-func (urlValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+func (v urlValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
 	s := req.ConfigValue.ValueString()
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		example := v.example
+		if example == "" {
+			example = "https://host.example.com"
+		}
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid URL",
-			fmt.Sprintf("The value %q is not an absolute URL. Use the form https://host[:port], e.g. https://gitlab.example.com.", s))
+			fmt.Sprintf("The value %q is not an absolute http:// or https:// URL. Use the form https://host[:port], e.g. %s.", s, example))
 	}
 }
 

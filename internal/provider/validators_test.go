@@ -233,3 +233,16 @@ func TestTagAndDigestPatterns(t *testing.T) {
 		}
 	}
 }
+
+// A URL with another scheme is refused as not http(s), with the attribute's
+// own example.
+func TestURLValidatorMessage(t *testing.T) {
+	diags := validate(urlValidator{example: "https://registry.example.com"}, types.StringValue("ftp://x"))
+	if len(diags) != 1 {
+		t.Fatalf("diagnostics = %v", diags)
+	}
+	want := `The value "ftp://x" is not an absolute http:// or https:// URL. Use the form https://host[:port], e.g. https://registry.example.com.`
+	if d := diags[0].Detail(); d != want {
+		t.Errorf("detail = %s\nwant     %s", d, want)
+	}
+}
