@@ -375,6 +375,13 @@ func (c *Client) RegistryHost(ctx context.Context, registryID string) (string, e
 	return fmt.Sprintf("%s.dkr.ecr.%s.%s", id, c.region, suffix), nil
 }
 
+// IsProfileMissing tells whether err is a named AWS profile that the shared
+// configuration files do not define.
+func IsProfileMissing(err error) bool {
+	var missing awsconfig.SharedConfigProfileNotExistError
+	return errors.As(err, &missing)
+}
+
 // IsAccessDenied tells whether err is an authorization failure from AWS.
 func IsAccessDenied(err error) bool {
 	var ae smithy.APIError

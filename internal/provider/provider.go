@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -289,9 +290,7 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 	}
 	ecrClient, err := ecr.New(ctx, ecrCfg)
 	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("ecr").AtName("region"), "Cannot Configure the ECR Client",
-			"The AWS configuration could not be loaded. Set ecr.region (or AWS_REGION), and check ecr.profile "+
-				"and the AWS shared configuration files.\n\nOriginal Error: "+err.Error())
+		resp.Diagnostics.Append(ecrConfigDiag(ecrCfg.Profile, err))
 		return
 	}
 
@@ -358,6 +357,20 @@ func (p *imagesyncProvider) Resources(context.Context) []func() resource.Resourc
 
 func (p *imagesyncProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{newECRRepositoriesDataSource}
+}
+
+// ecrConfigDiag explains why the AWS configuration could not be loaded, on
+// ecr.profile when the configured profile is missing, else on ecr.region.
+func ecrConfigDiag(profile string, err error) diag.Diagnostic {
+	if profile != "" && ecr.IsProfileMissing(err) {
+		return diag.NewAttributeErrorDiagnostic(path.Root("ecr").AtName("profile"), "Cannot Configure the ECR Client",
+			fmt.Sprintf("The AWS profile %q is not defined in the AWS shared configuration files (~/.aws/config and "+
+				"~/.aws/credentials, or AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE). Set ecr.profile to a profile "+
+				"defined there, or leave it out to use the default credential chain.\n\nOriginal Error: %s", profile, err))
+	}
+	return diag.NewAttributeErrorDiagnostic(path.Root("ecr").AtName("region"), "Cannot Configure the ECR Client",
+		"The AWS configuration could not be loaded. Set ecr.region (or AWS_REGION), and check ecr.profile "+
+			"and the AWS shared configuration files.\n\nOriginal Error: "+err.Error())
 }
 
 func firstNonEmpty(values ...string) string {
