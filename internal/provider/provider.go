@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/objectvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -193,6 +194,8 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 				Blocks: map[string]schema.Block{
 					"assume_role": schema.SingleNestedBlock{
 						MarkdownDescription: "Assume an IAM role on top of the base credentials.",
+						// Without role_arn the block would be ignored silently.
+						Validators: []validator.Object{objectvalidator.AlsoRequires(path.MatchRelative().AtName("role_arn"))},
 						Attributes: map[string]schema.Attribute{
 							"role_arn": schema.StringAttribute{
 								Optional:            true,
