@@ -279,7 +279,11 @@ func (c *Client) listTags(ctx context.Context, registryID, repository string) (m
 		if err != nil {
 			var nf *types.RepositoryNotFoundException
 			if errors.As(err, &nf) {
-				return nil, fmt.Errorf("%w: %q", ErrRepositoryNotFound, repository)
+				where := "the registry of the caller's account"
+				if id := c.registry(registryID); id != nil {
+					where = "the registry of account " + *id
+				}
+				return nil, fmt.Errorf("%w: %q in %s", ErrRepositoryNotFound, repository, where)
 			}
 			return nil, fmt.Errorf("listing images of ECR repository %q: %w", repository, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -329,6 +330,11 @@ func TestRepositoryNotFound(t *testing.T) {
 		_, err = NewWithAPI(f, "", "").Tags(context.Background(), "", "team/web", nil)
 		if !errors.Is(err, ErrRepositoryNotFound) {
 			t.Fatalf("Tags err = %v, want ErrRepositoryNotFound", err)
+		}
+		// The error names the registry it looked in.
+		_, err = NewWithAPI(f, "", "").Tags(context.Background(), "210987654321", "team/web", nil)
+		if !errors.Is(err, ErrRepositoryNotFound) || !strings.Contains(err.Error(), `"team/web" in the registry of account 210987654321`) {
+			t.Errorf("Tags err = %v, want ErrRepositoryNotFound naming the registry", err)
 		}
 	})
 	t.Run("other errors are not not-found", func(t *testing.T) {
