@@ -144,7 +144,11 @@ func importPartsProblem(parts []string) string {
 	case !ecrNamePattern.MatchString(parts[0]):
 		return fmt.Sprintf("names the source repository %q, which is not an ECR repository name (lowercase, e.g. team/api)", parts[0])
 	case !projectPathPattern.MatchString(parts[1]) && !numericIDPattern.MatchString(parts[1]):
-		return fmt.Sprintf("names the GitLab project %q, which is neither a project path (group/project) nor a numeric ID", parts[1])
+		problem := fmt.Sprintf("names the GitLab project %q, which is neither a project path (group/project) nor a numeric ID", parts[1])
+		if accountIDPattern.MatchString(parts[0]) {
+			problem += fmt.Sprintf("; if %q is the source_registry_id, the target image cannot be left out: give all four parts", parts[0])
+		}
+		return problem
 	}
 	if problem, suggestion := targetImageProblem(parts[2]); problem != "" {
 		return fmt.Sprintf("names the target image %q, which %s (e.g. %q)", parts[2], problem, suggestion)

@@ -35,6 +35,8 @@ func TestParseImportID(t *testing.T) {
 		{"web:https://gitlab.com/g/p", "contains a URL; name the GitLab project by its path"},
 		{"web:group/proj:A/B/C", `target image "A/B/C"`},
 		{"12ab:web:group/proj:web", `starts with "12ab", which is not a 12-digit AWS account ID`},
+		{"210987654321:web:group/proj", `if "210987654321" is the source_registry_id, the target image cannot be left out`},
+		{"web: group/proj", `GitLab project " group/proj"`},
 	}
 	for _, tt := range bad {
 		if _, problem := parseImportID(tt.id); !strings.Contains(problem, tt.want) {
