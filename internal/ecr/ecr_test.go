@@ -332,7 +332,7 @@ func TestRepositoryNotFound(t *testing.T) {
 			t.Fatalf("Tags err = %v, want ErrRepositoryNotFound", err)
 		}
 		// The error names the registry it looked in.
-		_, err = NewWithAPI(f, "", "").Tags(context.Background(), "210987654321", "team/web", nil)
+		_, err = NewWithAPI(f, "", "").Tags(t.Context(), "210987654321", "team/web", nil)
 		if !errors.Is(err, ErrRepositoryNotFound) || !strings.Contains(err.Error(), `"team/web" in the registry of account 210987654321`) {
 			t.Errorf("Tags err = %v, want ErrRepositoryNotFound naming the registry", err)
 		}
