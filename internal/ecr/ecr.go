@@ -279,7 +279,11 @@ func (c *Client) listTags(ctx context.Context, registryID, repository string) (m
 		if err != nil {
 			var nf *types.RepositoryNotFoundException
 			if errors.As(err, &nf) {
-				return nil, fmt.Errorf("%w: %q", ErrRepositoryNotFound, repository)
+				where := "the registry of the caller's account"
+				if id := c.registry(registryID); id != nil {
+					where = "the registry of account " + *id
+				}
+				return nil, fmt.Errorf("%w: %q in %s", ErrRepositoryNotFound, repository, where)
 			}
 			return nil, fmt.Errorf("listing images of ECR repository %q: %w", repository, err)
 		}
@@ -373,6 +377,13 @@ func (c *Client) RegistryHost(ctx context.Context, registryID string) (string, e
 		suffix = "amazonaws.com.cn"
 	}
 	return fmt.Sprintf("%s.dkr.ecr.%s.%s", id, c.region, suffix), nil
+}
+
+// IsProfileMissing tells whether err is a named AWS profile that the shared
+// configuration files do not define.
+func IsProfileMissing(err error) bool {
+	var missing awsconfig.SharedConfigProfileNotExistError
+	return errors.As(err, &missing)
 }
 
 // IsAccessDenied tells whether err is an authorization failure from AWS.

@@ -5,9 +5,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -328,6 +331,11 @@ func TestRepositoryNotFound(t *testing.T) {
 		if !errors.Is(err, ErrRepositoryNotFound) {
 			t.Fatalf("Tags err = %v, want ErrRepositoryNotFound", err)
 		}
+		// The error names the registry it looked in.
+		_, err = NewWithAPI(f, "", "").Tags(t.Context(), "210987654321", "team/web", nil)
+		if !errors.Is(err, ErrRepositoryNotFound) || !strings.Contains(err.Error(), `"team/web" in the registry of account 210987654321`) {
+			t.Errorf("Tags err = %v, want ErrRepositoryNotFound naming the registry", err)
+		}
 	})
 	t.Run("other errors are not not-found", func(t *testing.T) {
 		f := newFake()
@@ -557,5 +565,26 @@ func TestRegistryHost(t *testing.T) {
 	c.region = "cn-north-1"
 	if h, _ := c.RegistryHost(context.Background(), "333333333333"); h != "333333333333.dkr.ecr.cn-north-1.amazonaws.com.cn" {
 		t.Errorf("China partition: %q", h)
+	}
+}
+
+func TestIsProfileMissing(t *testing.T) {
+	dir := t.TempDir()
+	for _, env := range []string{"AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"} {
+		name := filepath.Join(dir, env)
+		if err := os.WriteFile(name, []byte("[default]\nregion = eu-west-1\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(env, name)
+	}
+	_, err := New(t.Context(), Config{Region: "eu-west-1", Profile: "no-such-profile"})
+	if !IsProfileMissing(err) {
+		t.Errorf("New with a missing profile: IsProfileMissing(%v) = false", err)
+	}
+	if _, err := New(t.Context(), Config{Region: "eu-west-1", Profile: "default"}); err != nil {
+		t.Errorf("New with the default profile: %v", err)
+	}
+	if IsProfileMissing(errors.New("failed to get shared config profile, x")) {
+		t.Error("IsProfileMissing matched an error by its text")
 	}
 }

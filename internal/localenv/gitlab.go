@@ -35,6 +35,9 @@ type Project struct {
 	ID          int
 	Path        string // path_with_namespace, e.g. "migration/images"
 	ImagePrefix string // container_registry_image_prefix, e.g. "127.0.0.1:P/migration/images"
+	// RegistryOff is a project whose container registry is turned off
+	// (Settings > General > Visibility, project features, permissions).
+	RegistryOff bool
 }
 
 // Access is one entry of a registry token's "access" claim.
@@ -154,6 +157,18 @@ func (g *GitLab) AddProject(path string) Project {
 	}
 	g.projects = append(g.projects, p)
 	return *p
+}
+
+// DisableRegistry turns the container registry of the project at path off,
+// as its settings page does.
+func (g *GitLab) DisableRegistry(path string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range g.projects {
+		if strings.EqualFold(p.Path, strings.Trim(path, "/")) {
+			p.RegistryOff = true
+		}
+	}
 }
 
 // Close stops the HTTP server.
@@ -403,10 +418,17 @@ func (g *GitLab) projectJSON(p Project) map[string]any {
 		"visibility":                      "private",
 		"namespace":                       map[string]any{"id": p.ID, "name": ns, "path": ns, "full_path": ns, "kind": "group"},
 		"created_at":                      "2024-01-01T00:00:00.000Z",
-		"container_registry_enabled":      true,
-		"container_registry_access_level": "enabled",
+		"container_registry_enabled":      !p.RegistryOff,
+		"container_registry_access_level": registryAccessLevel(p),
 		"container_registry_image_prefix": p.ImagePrefix,
 	}
+}
+
+func registryAccessLevel(p Project) string {
+	if p.RegistryOff {
+		return "disabled"
+	}
+	return "enabled"
 }
 
 func (g *GitLab) serveProject(w http.ResponseWriter, r *http.Request, p Project, rest []string) {

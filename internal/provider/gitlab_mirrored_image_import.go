@@ -82,15 +82,30 @@ func (r *mirroredImageResource) ImportState(ctx context.Context, req resource.Im
 				"prefixed with <source_registry_id>: for a repository of another AWS account.", req.ID, problem))
 		return
 	}
+	// A project that is not there fails the import by name; the refresh that
+	// follows could only report the object gone.
+	if r.data != nil && r.data.gitlabErr == "" {
+		ctx = r.data.logContext(ctx)
+		if _, err := r.data.gitlab.Project(ctx, m.GitLabProject.ValueString()); err != nil {
+			resp.Diagnostics.Append(projectDiag(m.GitLabProject.ValueString(), err, r.data.redactor))
+			return
+		}
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 	resp.Diagnostics.Append(resp.Private.SetKey(ctx, privateAdopt, []byte("true"))...)
 }
 
 // parseImportID builds the imported state, or says what is wrong with id.
 func parseImportID(id string) (mirroredImageModel, string) {
+	if strings.Contains(id, "://") {
+		return mirroredImageModel{}, "contains a URL; name the GitLab project by its path (group/project) or numeric ID, not its URL"
+	}
 	parts := strings.Split(id, importIDSeparator)
 	registryID := ""
-	if len(parts) == 4 && accountIDPattern.MatchString(parts[0]) {
+	if len(parts) == 4 {
+		if !accountIDPattern.MatchString(parts[0]) {
+			return mirroredImageModel{}, fmt.Sprintf("starts with %q, which is not a 12-digit AWS account ID (the source_registry_id)", parts[0])
+		}
 		registryID, parts = parts[0], parts[1:]
 	}
 	if len(parts) == 2 {
@@ -129,7 +144,11 @@ func importPartsProblem(parts []string) string {
 	case !ecrNamePattern.MatchString(parts[0]):
 		return fmt.Sprintf("names the source repository %q, which is not an ECR repository name (lowercase, e.g. team/api)", parts[0])
 	case !projectPathPattern.MatchString(parts[1]) && !numericIDPattern.MatchString(parts[1]):
-		return fmt.Sprintf("names the GitLab project %q, which is neither a project path (group/project) nor a numeric ID", parts[1])
+		problem := fmt.Sprintf("names the GitLab project %q, which is neither a project path (group/project) nor a numeric ID", parts[1])
+		if accountIDPattern.MatchString(parts[0]) {
+			problem += fmt.Sprintf("; if %q is the source_registry_id, the target image cannot be left out: give all four parts", parts[0])
+		}
+		return problem
 	}
 	if problem, suggestion := targetImageProblem(parts[2]); problem != "" {
 		return fmt.Sprintf("names the target image %q, which %s (e.g. %q)", parts[2], problem, suggestion)

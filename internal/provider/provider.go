@@ -11,8 +11,10 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/objectvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -182,19 +184,21 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 					"endpoint": schema.StringAttribute{
 						Optional:            true,
 						MarkdownDescription: "Override of the ECR API endpoint URL. `AWS_ENDPOINT_URL_ECR` works too.",
-						Validators:          []validator.String{urlValidator{}},
+						Validators:          []validator.String{urlValidator{example: "https://api.ecr.eu-west-1.amazonaws.com"}},
 					},
 					"registry_endpoint": schema.StringAttribute{
 						Optional: true,
 						MarkdownDescription: "Override of where registry traffic for ECR goes, e.g. `http://127.0.0.1:5000` for " +
 							"local tests, a proxy or a VPC endpoint. Image references keep their ECR names. Default: " +
 							"`IMAGESYNC_ECR_REGISTRY_ENDPOINT`, else the endpoint ECR reports.",
-						Validators: []validator.String{urlValidator{}},
+						Validators: []validator.String{urlValidator{example: "http://127.0.0.1:5000"}},
 					},
 				},
 				Blocks: map[string]schema.Block{
 					"assume_role": schema.SingleNestedBlock{
 						MarkdownDescription: "Assume an IAM role on top of the base credentials.",
+						// Without role_arn the block would be ignored silently.
+						Validators: []validator.Object{objectvalidator.AlsoRequires(path.MatchRelative().AtName("role_arn"))},
 						Attributes: map[string]schema.Attribute{
 							"role_arn": schema.StringAttribute{
 								Optional:            true,
@@ -220,7 +224,7 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 						Optional: true,
 						MarkdownDescription: "URL of the GitLab instance, e.g. `https://gitlab.example.com`. Default: " +
 							"`GITLAB_BASE_URL`, else `CI_SERVER_URL` (set in GitLab CI jobs), else `" + defaultGitLabURL + "`.",
-						Validators: []validator.String{urlValidator{}},
+						Validators: []validator.String{urlValidator{example: "https://gitlab.example.com"}},
 					},
 					"token": schema.StringAttribute{
 						Optional:  true,
@@ -234,7 +238,7 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 							"Default: `IMAGESYNC_GITLAB_REGISTRY_URL`, else with a CI job token `https://$CI_REGISTRY`, else the " +
 							"registry each project reports. " +
 							"`http://` is for local testing only.",
-						Validators: []validator.String{urlValidator{}},
+						Validators: []validator.String{urlValidator{example: "https://registry.example.com"}},
 					},
 				},
 			},
@@ -292,9 +296,7 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 	}
 	ecrClient, err := ecr.New(ctx, ecrCfg)
 	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("ecr").AtName("region"), "Cannot Configure the ECR Client",
-			"The AWS configuration could not be loaded. Set ecr.region (or AWS_REGION), and check ecr.profile "+
-				"and the AWS shared configuration files.\n\nOriginal Error: "+err.Error())
+		resp.Diagnostics.Append(ecrConfigDiag(ecrCfg.Profile, err))
 		return
 	}
 
@@ -361,6 +363,20 @@ func (p *imagesyncProvider) Resources(context.Context) []func() resource.Resourc
 
 func (p *imagesyncProvider) DataSources(context.Context) []func() datasource.DataSource {
 	return []func() datasource.DataSource{newECRRepositoriesDataSource}
+}
+
+// ecrConfigDiag explains why the AWS configuration could not be loaded, on
+// ecr.profile when the configured profile is missing, else on ecr.region.
+func ecrConfigDiag(profile string, err error) diag.Diagnostic {
+	if profile != "" && ecr.IsProfileMissing(err) {
+		return diag.NewAttributeErrorDiagnostic(path.Root("ecr").AtName("profile"), "Cannot Configure the ECR Client",
+			fmt.Sprintf("The AWS profile %q is not defined in the AWS shared configuration files (~/.aws/config and "+
+				"~/.aws/credentials, or AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE). Set ecr.profile to a profile "+
+				"defined there, or leave it out to use the default credential chain.\n\nOriginal Error: %s", profile, err))
+	}
+	return diag.NewAttributeErrorDiagnostic(path.Root("ecr").AtName("region"), "Cannot Configure the ECR Client",
+		"The AWS configuration could not be loaded. Set ecr.region (or AWS_REGION), and check ecr.profile "+
+			"and the AWS shared configuration files.\n\nOriginal Error: "+err.Error())
 }
 
 func firstNonEmpty(values ...string) string {

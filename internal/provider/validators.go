@@ -3,11 +3,17 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 )
 
 var (
@@ -130,22 +136,27 @@ func (regexValidator) ValidateString(_ context.Context, req validator.StringRequ
 	}
 }
 
-// urlValidator requires an absolute http(s) URL.
-type urlValidator struct{}
+// urlValidator requires an absolute http(s) URL; example is one the
+// attribute takes, for the error message.
+type urlValidator struct{ example string }
 
 func (urlValidator) Description(context.Context) string { return "an absolute http:// or https:// URL" }
 
 func (v urlValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
 
-func (urlValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+func (v urlValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
 	s := req.ConfigValue.ValueString()
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		example := v.example
+		if example == "" {
+			example = "https://host.example.com"
+		}
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid URL",
-			fmt.Sprintf("The value %q is not an absolute URL. Use the form https://host[:port], e.g. https://gitlab.example.com.", s))
+			fmt.Sprintf("The value %q is not an absolute http:// or https:// URL. Use the form https://host[:port], e.g. %s.", s, example))
 	}
 }
 
@@ -197,4 +208,45 @@ func (ecrRepositoryValidator) ValidateString(_ context.Context, req validator.St
 	resp.Diagnostics.AddAttributeError(req.Path, "Invalid ECR Repository Name",
 		fmt.Sprintf("The value %q is not an ECR repository name: 2 to 256 lowercase letters, digits and '.', '_', '-', "+
 			"with '/' between path segments, e.g. \"team/api\". Give the repository's name, not its URI.", s))
+}
+
+// timeoutsBlock is the timeouts block whose durations must also be positive.
+func timeoutsBlock(ctx context.Context, opts timeouts.Opts) schema.Block {
+	block := timeouts.Block(ctx, opts)
+	if b, ok := block.(schema.SingleNestedBlock); ok {
+		b.Validators = append(b.Validators, positiveTimeoutsValidator{})
+		return b
+	}
+	return block
+}
+
+// positiveTimeoutsValidator refuses a timeout of zero or less, which would
+// cancel the operation as soon as it starts, after the plan was approved.
+// What does not parse is left to the timeouts block's own validator.
+type positiveTimeoutsValidator struct{}
+
+func (positiveTimeoutsValidator) Description(context.Context) string {
+	return "every timeout is a positive duration"
+}
+
+func (v positiveTimeoutsValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (positiveTimeoutsValidator) ValidateObject(_ context.Context, req validator.ObjectRequest, resp *validator.ObjectResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	attrs := req.ConfigValue.Attributes()
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
+		s, ok := attrs[name].(types.String)
+		if !ok || s.IsNull() || s.IsUnknown() {
+			continue
+		}
+		if d, err := time.ParseDuration(s.ValueString()); err == nil && d <= 0 {
+			resp.Diagnostics.AddAttributeError(req.Path.AtName(name), "Invalid Timeout",
+				fmt.Sprintf("The timeouts.%s %q is not a positive duration: the operation would be cancelled as soon as "+
+					"it starts. Set a duration such as \"30m\" or \"2h\", or leave it out for the default.", name, s.ValueString()))
+		}
+	}
 }

@@ -3,11 +3,15 @@ package provider
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
+	resourceschema "github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 )
@@ -231,5 +235,62 @@ func TestTagAndDigestPatterns(t *testing.T) {
 		if got := tt.re.MatchString(tt.value); got != tt.want {
 			t.Errorf("%s %q: match = %v, want %v", tt.name, tt.value, got, tt.want)
 		}
+	}
+}
+
+// A URL with another scheme is refused as not http(s), with the attribute's
+// own example.
+func TestURLValidatorMessage(t *testing.T) {
+	diags := validate(urlValidator{example: "https://registry.example.com"}, types.StringValue("ftp://x"))
+	if len(diags) != 1 {
+		t.Fatalf("diagnostics = %v", diags)
+	}
+	want := `The value "ftp://x" is not an absolute http:// or https:// URL. Use the form https://host[:port], e.g. https://registry.example.com.`
+	if d := diags[0].Detail(); d != want {
+		t.Errorf("detail = %s\nwant     %s", d, want)
+	}
+}
+
+func TestPositiveTimeoutsValidator(t *testing.T) {
+	attrTypes := map[string]attr.Type{"create": types.StringType, "update": types.StringType, "delete": types.StringType}
+	tests := []struct {
+		create, update, delete types.String
+		wantBad                []string
+	}{
+		{types.StringValue("10m"), types.StringValue("1h30m"), types.StringNull(), nil},
+		{types.StringValue("0s"), types.StringValue("10m"), types.StringValue("-5m"), []string{"create", "delete"}},
+		{types.StringValue("10 parsecs"), types.StringUnknown(), types.StringValue("0"), []string{"delete"}},
+	}
+	for _, tt := range tests {
+		obj := types.ObjectValueMust(attrTypes, map[string]attr.Value{"create": tt.create, "update": tt.update, "delete": tt.delete})
+		resp := &validator.ObjectResponse{}
+		positiveTimeoutsValidator{}.ValidateObject(t.Context(), validator.ObjectRequest{Path: path.Root("timeouts"), ConfigValue: obj}, resp)
+		var bad []string
+		for _, d := range resp.Diagnostics {
+			wp, ok := d.(diag.DiagnosticWithPath)
+			if !ok || d.Summary() != "Invalid Timeout" {
+				t.Errorf("%v: unexpected diagnostic %v", obj, d)
+				continue
+			}
+			bad = append(bad, strings.TrimPrefix(wp.Path().String(), "timeouts."))
+		}
+		if !slices.Equal(bad, tt.wantBad) {
+			t.Errorf("%v: refused %v, want %v", obj, bad, tt.wantBad)
+		}
+	}
+	for _, obj := range []types.Object{types.ObjectNull(attrTypes), types.ObjectUnknown(attrTypes)} {
+		resp := &validator.ObjectResponse{}
+		positiveTimeoutsValidator{}.ValidateObject(t.Context(), validator.ObjectRequest{Path: path.Root("timeouts"), ConfigValue: obj}, resp)
+		if len(resp.Diagnostics) != 0 {
+			t.Errorf("%v: unexpected diagnostics %v", obj, resp.Diagnostics)
+		}
+	}
+}
+
+// The resource's timeouts block carries the positive-duration check.
+func TestTimeoutsBlockValidates(t *testing.T) {
+	block, ok := timeoutsBlock(t.Context(), timeouts.Opts{Create: true}).(resourceschema.SingleNestedBlock)
+	if !ok || !slices.ContainsFunc(block.Validators, func(v validator.Object) bool { _, is := v.(positiveTimeoutsValidator); return is }) {
+		t.Errorf("timeoutsBlock = %#v, want a SingleNestedBlock with positiveTimeoutsValidator", block)
 	}
 }
