@@ -40,39 +40,6 @@ func TestMirrorableTagsSplits(t *testing.T) {
 	}
 }
 
-func TestParseImportID(t *testing.T) {
-	tests := []struct {
-		id, source, registryID, project, image, problem string
-	}{
-		{id: "team/api:platform/images", source: "team/api", project: "platform/images", image: "team/api"},
-		{id: "team/api:platform/images:api", source: "team/api", project: "platform/images", image: "api"},
-		{id: "team/api:42:api", source: "team/api", project: "42", image: "api"},
-		{id: "210987654321:base/runtime:platform/images:runtime", registryID: "210987654321", source: "base/runtime", project: "platform/images", image: "runtime"},
-		{id: "not-a-valid-id", problem: "has 1 parts"},
-		{id: "a:b:c:d:e", problem: "has 5 parts"},
-		{id: ":platform/images:api", problem: "empty part"},
-		{id: "Team/API:platform/images", problem: "not an ECR repository name"},
-		{id: "web:https://gitlab.com/g/p", problem: `GitLab project "https"`},
-		{id: "web:group/proj:A/B/C", problem: "names the target image"},
-	}
-	for _, tt := range tests {
-		m, problem := parseImportID(tt.id)
-		if tt.problem != "" {
-			if !strings.Contains(problem, tt.problem) {
-				t.Errorf("%q: problem %q, want it to say %q", tt.id, problem, tt.problem)
-			}
-			continue
-		}
-		if problem != "" || m.SourceRepository.ValueString() != tt.source || m.SourceRegistryID.ValueString() != tt.registryID ||
-			m.GitLabProject.ValueString() != tt.project || m.TargetImage.ValueString() != tt.image {
-			t.Errorf("%q: %+v %q", tt.id, m, problem)
-		}
-		if m.ID.ValueString() != mirroredImageID(m) {
-			t.Errorf("%q: ID %q is not the canonical %q", tt.id, m.ID.ValueString(), mirroredImageID(m))
-		}
-	}
-}
-
 func TestRecordCopiedForgetsUnmanagedTags(t *testing.T) {
 	prior := copiedDigests{"v1": "sha256:1", "gone": "sha256:2", "v2": "sha256:3"}
 	got := recordCopied(prior, map[string]string{"v2": "sha256:4", "v3": "sha256:5"}, map[string]string{"v1": "sha256:1", "v2": "sha256:4", "v3": "sha256:5"})
