@@ -67,9 +67,9 @@ type GitLab struct {
 	registryHost string
 	storageRoot  string
 
-	jobTokens jobTokens      // gitlab_jobtoken.go
-	states    stateStore     // gitlab_state.go
-	mrs       mergeRequests  // gitlab_notes.go
+	jobTokens jobTokens     // gitlab_jobtoken.go
+	states    stateStore    // gitlab_state.go
+	mrs       mergeRequests // gitlab_notes.go
 }
 
 func newGitLab(ttl time.Duration) (*GitLab, error) {
