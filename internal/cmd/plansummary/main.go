@@ -8,6 +8,7 @@
 //	terraform show -json plan.tfplan > plan.show.json
 //	plansummary -show plan.show.json -log plan.log.jsonl \
 //	    -report plan.json -markdown summary.md [-title T] [-drift] [-note]
+//	plansummary -diagnostics -log plan.log.jsonl
 //
 // The overwrite warnings exist only in the plan's diagnostics, not in the
 // plan file: -log reads them from the `terraform plan -json` log.
@@ -25,7 +26,7 @@ import (
 
 type options struct {
 	show, log, report, markdown, title string
-	drift, note                        bool
+	drift, note, diagnostics           bool
 }
 
 func main() {
@@ -36,6 +37,7 @@ func main() {
 	flag.StringVar(&o.markdown, "markdown", "", "write the Markdown summary to `file`")
 	flag.StringVar(&o.title, "title", "", "heading of the summary, e.g. the shard and state name")
 	flag.BoolVar(&o.drift, "drift", false, "print the drift verdict instead of the plan's headline")
+	flag.BoolVar(&o.diagnostics, "diagnostics", false, "only print the errors and warnings of the -log, for a plan that failed")
 	flag.BoolVar(&o.note, "note", false, "post the summary as a note on CI_MERGE_REQUEST_IID with "+noteTokenVar)
 	flag.Parse()
 	if err := run(o, os.Stdout); err != nil {
@@ -45,6 +47,14 @@ func main() {
 }
 
 func run(o options, stdout io.Writer) error {
+	if o.diagnostics {
+		lf, err := os.Open(o.log)
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+		return writeDiagnostics(lf, stdout)
+	}
 	if o.show == "" {
 		return fmt.Errorf("-show is required")
 	}
@@ -86,7 +96,7 @@ func summarize(o options) (summary, error) {
 		return s, err
 	}
 	s.Widget = widgetCounts(p)
-	if s.Changes, err = repoChanges(p); err != nil {
+	if s.Changes, s.Imports, err = repoChanges(p); err != nil {
 		return s, err
 	}
 	if o.log == "" {

@@ -10,17 +10,30 @@ type summary struct {
 	Title   string // e.g. "shard 2 of 8 (state imagesync-2-of-8)"
 	Widget  widget
 	Changes []repoChange
+	Imports []string    // repositories imported with nothing else to do
 	Loose   []overwrite // overwrite warnings that match no planned change
 }
 
 // counts are the summary's totals.
 type counts struct {
-	repos, added, changed, unmanaged, deleted, overwrites int
+	create, update, remove, imports                int // repositories
+	added, changed, unmanaged, deleted, overwrites int // tags
 }
 
 func (s summary) counts() counts {
-	c := counts{repos: len(s.Changes), overwrites: len(s.Loose)}
+	c := counts{imports: len(s.Imports), overwrites: len(s.Loose)}
 	for _, r := range s.Changes {
+		switch r.Action {
+		case "create", "replace":
+			c.create++
+		case "delete":
+			c.remove++
+		default:
+			c.update++
+		}
+		if r.Imported {
+			c.imports++
+		}
 		c.overwrites += len(r.Overwrites)
 		for _, t := range r.Tags {
 			switch t.Kind {
@@ -38,16 +51,22 @@ func (s summary) counts() counts {
 	return c
 }
 
-func (s summary) empty() bool { return len(s.Changes) == 0 && len(s.Loose) == 0 }
+// inSync tells whether the plan leaves GitLab's tags as they are.
+func (s summary) inSync() bool { return len(s.Changes) == 0 && len(s.Loose) == 0 }
 
 // headline is the one-line result of a plan.
 func (s summary) headline() string {
-	if s.empty() {
+	if s.inSync() && len(s.Imports) == 0 {
 		return "No changes: every managed tag in GitLab has the digest it has in ECR."
 	}
 	c := s.counts()
-	line := fmt.Sprintf("%s change: %d %s to add, %d to change, %d to stop managing, %d to delete",
-		plural(c.repos, "repository", "repositories"), c.added, noun(c.added, "tag", "tags"), c.changed, c.unmanaged, c.deleted)
+	line := fmt.Sprintf("Plan: %s to add, %d to update, %d to remove",
+		plural(c.create, "repository", "repositories"), c.update, c.remove)
+	if c.imports > 0 {
+		line += fmt.Sprintf(", %d to import", c.imports)
+	}
+	line += fmt.Sprintf("; %s to add, %d to change, %d to stop managing, %d to delete",
+		plural(c.added, "tag", "tags"), c.changed, c.unmanaged, c.deleted)
 	if c.overwrites > 0 {
 		line += fmt.Sprintf("; %s GitLab holds at another digest will be overwritten", plural(c.overwrites, "tag", "tags"))
 	}
@@ -59,8 +78,12 @@ const maxVerdictTags = 20
 
 // verdict is the drift check's one line: which repositories and tags differ.
 func (s summary) verdict() string {
-	if s.empty() {
-		return "No drift: every managed tag in GitLab has the digest it has in ECR."
+	if s.inSync() {
+		v := "No drift: every managed tag in GitLab has the digest it has in ECR."
+		if len(s.Imports) > 0 {
+			v += fmt.Sprintf(" (%s to import into this state.)", plural(len(s.Imports), "repository is", "repositories are"))
+		}
+		return v
 	}
 	var items []string
 	tags := 0
@@ -82,8 +105,8 @@ func (s summary) verdict() string {
 		more = fmt.Sprintf(", and %d more (see the summary artifact)", len(items)-maxVerdictTags)
 		items = items[:maxVerdictTags]
 	}
-	return fmt.Sprintf("Drift: %s in %s differ between ECR and GitLab: %s%s.",
-		plural(tags, "tag", "tags"), plural(len(s.Changes), "repository", "repositories"), strings.Join(items, ", "), more)
+	return fmt.Sprintf("Drift: %s in %s %s between ECR and GitLab: %s%s.", plural(tags, "tag", "tags"),
+		plural(len(s.Changes), "repository", "repositories"), noun(tags, "differs", "differ"), strings.Join(items, ", "), more)
 }
 
 func driftReason(t tagChange) string {
@@ -105,7 +128,10 @@ func (s summary) markdown() string {
 		title += ": " + s.Title
 	}
 	fmt.Fprintf(&b, "### %s\n\n%s\n", title, s.headline())
-	if !s.empty() {
+	if len(s.Imports) > 0 {
+		fmt.Fprintf(&b, "\nImported into this state, every tag as in ECR: `%s`.\n", strings.Join(s.Imports, "`, `"))
+	}
+	if !s.inSync() {
 		b.WriteString("\n| repository | tag | change | GitLab now | after apply |\n| --- | --- | --- | --- | --- |\n")
 		for _, r := range s.Changes {
 			writeRows(&b, r)
@@ -119,6 +145,9 @@ func (s summary) markdown() string {
 
 func writeRows(b *strings.Builder, r repoChange) {
 	repo := "`" + r.Repository + "`"
+	if r.Imported {
+		repo += " (imported)"
+	}
 	switch {
 	case r.TagsLater:
 		fmt.Fprintf(b, "| %s | | %s, tags known after apply | | |\n", repo, r.Action)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -23,6 +25,7 @@ type resourceChange struct {
 	Type    string `json:"type"`
 	Change  struct {
 		Actions      []string        `json:"actions"`
+		Importing    json.RawMessage `json:"importing"`
 		Before       json.RawMessage `json:"before"`
 		After        json.RawMessage `json:"after"`
 		AfterUnknown json.RawMessage `json:"after_unknown"`
@@ -58,6 +61,7 @@ type repoChange struct {
 	Target     string // target_reference, when known
 	Action     string // create, update, delete, replace
 	Tags       []tagChange
+	Imported   bool        // the plan imports it into this state
 	TagsLater  bool        // images known only at apply
 	Overwrites []overwrite // tags GitLab holds at another digest, from the warnings
 }
@@ -102,27 +106,35 @@ func widgetCounts(p showPlan) widget {
 	return w
 }
 
-// repoChanges lists the managed resources the plan changes, sorted by repository.
-func repoChanges(p showPlan) ([]repoChange, error) {
-	var out []repoChange
+// repoChanges lists the managed resources the plan changes, sorted by
+// repository, and the names of those it only imports.
+func repoChanges(p showPlan) (changes []repoChange, imports []string, err error) {
 	for _, rc := range p.ResourceChanges {
 		action := actionOf(rc.Change.Actions)
-		if rc.Mode == "data" || action == "" {
+		importing := len(rc.Change.Importing) > 0 && string(rc.Change.Importing) != "null"
+		if rc.Mode == "data" || action == "" && !importing {
 			continue
 		}
-		c, err := describe(rc, action)
+		c, err := describe(rc, firstOf(action, "import"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out = append(out, c)
+		if action == "" {
+			imports = append(imports, c.Repository)
+			continue
+		}
+		c.Imported = importing
+		changes = append(changes, c)
 	}
+	sort.Strings(imports)
+	out := changes
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Repository != out[j].Repository {
 			return out[i].Repository < out[j].Repository
 		}
 		return out[i].Address < out[j].Address
 	})
-	return out, nil
+	return out, imports, nil
 }
 
 func actionOf(actions []string) string {
@@ -171,7 +183,7 @@ func tagChanges(action string, before, after mirroredImage, afterUnknown bool) [
 		if before.DeleteOnDestroy {
 			kind = tagDeleted
 		}
-		for _, tag := range sortedKeys(before.Images) {
+		for _, tag := range slices.Sorted(maps.Keys(before.Images)) {
 			out = append(out, tagChange{Tag: tag, Kind: kind, From: before.Images[tag]})
 		}
 		return out
@@ -179,7 +191,7 @@ func tagChanges(action string, before, after mirroredImage, afterUnknown bool) [
 	if action == "replace" {
 		before.Images = nil // a new resource: nothing is known to be in GitLab
 	}
-	for _, tag := range sortedKeys(after.Images) {
+	for _, tag := range slices.Sorted(maps.Keys(after.Images)) {
 		from, held := before.Images[tag]
 		switch {
 		case !held:
@@ -191,7 +203,7 @@ func tagChanges(action string, before, after mirroredImage, afterUnknown bool) [
 	if afterUnknown {
 		return out
 	}
-	for _, tag := range sortedKeys(before.Images) {
+	for _, tag := range slices.Sorted(maps.Keys(before.Images)) {
 		if _, kept := after.Images[tag]; !kept {
 			out = append(out, tagChange{Tag: tag, Kind: tagUnmanaged, From: before.Images[tag]})
 		}
@@ -216,13 +228,4 @@ func firstOf(values ...string) string {
 		}
 	}
 	return ""
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

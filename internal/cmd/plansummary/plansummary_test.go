@@ -40,7 +40,7 @@ func TestRunOnFixture(t *testing.T) {
 	}
 	verdict := strings.TrimSpace(out.String())
 	for _, want := range []string{
-		"Drift: 4 tags in 3 repositories",
+		"Drift: 4 tags in 3 repositories differ between ECR and GitLab:",
 		"newrepo:v1 (not in GitLab)",
 		"team/api:v1 (GitLab sha256:7e4477bf5a9f, ECR sha256:e2f4b30db0b7)",
 		"web:latest (GitLab sha256:d5203957936e, ECR sha256:e8350d903d44)",
@@ -169,12 +169,12 @@ func TestWidgetAndNoChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changes, err := repoChanges(p)
+	changes, _, err := repoChanges(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := summary{Widget: widgetCounts(p), Changes: changes}
-	if s.Widget != (widget{}) || !s.empty() {
+	if s.Widget != (widget{}) || !s.inSync() {
 		t.Fatalf("no-op plan: widget %+v, changes %+v", s.Widget, changes)
 	}
 	if !strings.HasPrefix(s.verdict(), "No drift:") || !strings.HasPrefix(s.headline(), "No changes:") {
@@ -190,10 +190,29 @@ func TestWidgetAndNoChanges(t *testing.T) {
 	if got, want := widgetCounts(p), (widget{Create: 1, Update: 1, Delete: 2}); got != want {
 		t.Errorf("widget = %+v, want %+v (a replace counts as create and delete)", got, want)
 	}
-	changes, _ = repoChanges(p)
+	changes, _, _ = repoChanges(p)
 	s = summary{Changes: changes}
 	if v := s.verdict(); !strings.Contains(v, "a:t (not in GitLab)") || !strings.Contains(v, "b (delete)") || !strings.Contains(v, "terraform_data.x (update)") {
 		t.Errorf("verdict %q names not every change", v)
+	}
+
+	// A reshard imports: a no-op import is listed by name, an import with
+	// changes as a change.
+	imp := func(c string) string { return strings.Replace(c, `"change":{`, `"change":{"importing":{"id":"x"},`, 1) }
+	p, _ = readPlan(strings.NewReader(plan(
+		imp(change(`imagesync_gitlab_mirrored_image.m["b"]`, mirroredImageType, "managed", `"no-op"`, `{"source_repository":"b","images":{"t":"sha256:1"}}`, `{"source_repository":"b","images":{"t":"sha256:1"}}`)),
+		imp(change(`imagesync_gitlab_mirrored_image.m["a"]`, mirroredImageType, "managed", `"update"`, `{"source_repository":"a","images":{"t":"sha256:1"}}`, `{"source_repository":"a","images":{"t":"sha256:2"}}`)),
+	)))
+	changes, imports, _ := repoChanges(p)
+	s = summary{Changes: changes, Imports: imports}
+	if len(changes) != 1 || !changes[0].Imported || !reflect.DeepEqual(imports, []string{"b"}) {
+		t.Fatalf("changes %+v imports %v", changes, imports)
+	}
+	if h := s.headline(); !strings.Contains(h, "1 to update, 0 to remove, 2 to import; 0 tags to add, 1 to change") {
+		t.Errorf("headline %q", h)
+	}
+	if md := s.markdown(); !strings.Contains(md, "Imported into this state, every tag as in ECR: `b`.") || !strings.Contains(md, "| `a` (imported) | `t` | changed |") {
+		t.Errorf("markdown:\n%s", md)
 	}
 
 	if _, err := readPlan(strings.NewReader(`{"resource_changes":[]}`)); err == nil {
@@ -244,5 +263,20 @@ func TestNote(t *testing.T) {
 	delete(env, noteTokenVar)
 	if r := noteTargetFromEnv(func(k string) string { return env[k] }).skipReason(); !strings.Contains(r, noteTokenVar) || strings.Contains(r, "\n") {
 		t.Errorf("skip line without a token: %q", r)
+	}
+}
+
+func TestDiagnostics(t *testing.T) {
+	log := `{"type":"version"}
+{"type":"diagnostic","diagnostic":{"severity":"error","summary":"Cannot Read Tags From the GitLab Registry","detail":"Refreshing failed.\nCheck the token.","address":"imagesync_gitlab_mirrored_image.mirror[\"web\"]"}}
+{"type":"diagnostic","diagnostic":{"severity":"warning","summary":"Deprecated","detail":""}}
+`
+	var out bytes.Buffer
+	if err := writeDiagnostics(strings.NewReader(log), &out); err != nil {
+		t.Fatal(err)
+	}
+	want := "Error: Cannot Read Tags From the GitLab Registry\n  with imagesync_gitlab_mirrored_image.mirror[\"web\"]\n  Refreshing failed.\n  Check the token.\n\nWarning: Deprecated\n\n"
+	if out.String() != want {
+		t.Errorf("diagnostics:\n%s\nwant:\n%s", out.String(), want)
 	}
 }

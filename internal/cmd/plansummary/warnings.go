@@ -67,6 +67,34 @@ func readOverwrites(r io.Reader) ([]overwrite, error) {
 	return out, sc.Err()
 }
 
+// writeDiagnostics prints the errors and warnings of a `terraform plan -json`
+// log the way Terraform prints them, for a failed plan whose human output
+// went into that log.
+func writeDiagnostics(r io.Reader, w io.Writer) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		var l logLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Type != "diagnostic" || l.Diagnostic == nil {
+			continue
+		}
+		d := l.Diagnostic
+		severity := "Error"
+		if d.Severity == "warning" {
+			severity = "Warning"
+		}
+		fmt.Fprintf(w, "%s: %s\n", severity, d.Summary)
+		if d.Address != "" {
+			fmt.Fprintf(w, "  with %s\n", d.Address)
+		}
+		if d.Detail != "" {
+			fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(d.Detail, "\n", "\n  "))
+		}
+		fmt.Fprintln(w)
+	}
+	return sc.Err()
+}
+
 // attachOverwrites marks the tags the warnings name, finding each warning's
 // repository by address, else by target reference. It returns the warnings
 // that match no planned change.
