@@ -28,7 +28,7 @@ import (
 const GitLabCILocalVersion = "4.60.0"
 
 // exampleFiles are the files of examples/gitlab-ci a migration repository holds.
-var exampleFiles = []string{".gitlab-ci.yml", ".gitignore", "imagesync.gitlab-ci.yml", "main.tf"}
+var exampleFiles = []string{".gitlab-ci.yml", ".gitignore", "imagesync.gitlab-ci.yml", "main.tf", "retire/main.tf"}
 
 // Runner builds the provider and plansummary once and makes migration
 // repositories that run the example pipeline.
@@ -87,6 +87,9 @@ func (r *Runner) NewRepo(name, project string, edit func(ciYAML string) string) 
 		}
 		if f == ".gitignore" {
 			b = append(b, ".gitlab-ci-local/\n"...)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(repo.Dir, f)), 0o755); err != nil {
+			return nil, err
 		}
 		if err := os.WriteFile(filepath.Join(repo.Dir, f), b, 0o644); err != nil {
 			return nil, err
@@ -163,6 +166,7 @@ type Result struct {
 // Job names of the example pipeline; plan, apply and drift run once per shard.
 const (
 	ValidateJob = "imagesync:validate"
+	RetireJob   = "imagesync:retire"
 	planJob     = "imagesync:plan"
 	applyJob    = "imagesync:apply"
 	driftJob    = "imagesync:drift"

@@ -65,6 +65,7 @@ func TestPipeline(t *testing.T) {
 	}
 	scenario(t, "4 four shards in parallel", func(t *testing.T) { fourShards(t, sharded, personal) })
 	scenario(t, "5 two applies of one shard", func(t *testing.T) { racingApplies(t, sharded, personal) })
+	scenario(t, "4b reshard from 4 to 2", func(t *testing.T) { reshard(t, sharded, personal) })
 
 	own, err := r.NewRepo("own", "team-b/mirror", nil)
 	if err != nil {
@@ -313,6 +314,67 @@ func lastError(log string) string {
 	}
 	line, _, _ := strings.Cut(log[i:], "\n")
 	return strings.TrimRight(strings.TrimLeft(line, "│ "), " ")
+}
+
+// reshard goes from four shards to two as the guide says: the new states
+// import what the old ones managed (no image is copied), imagesync:retire
+// empties the old states without destroying anything, and once reshard_from
+// is back to 0 every plan is empty.
+func reshard(t *testing.T, repo *Repo, vars map[string]string) {
+	const from, n = 4, 2
+	env := repo.runner.Env
+	if err := repo.Edit(".gitlab-ci.yml", func(s string) string {
+		return strings.Replace(s, "shard_count: 4", "shard_count: 2\n      reshard_from: 4", 1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{ValidateJob: "PASS", RetireJob: "PASS"}
+	for i := range n {
+		want[PlanJob(i, n)], want[ApplyJob(i, n)] = "PASS", "PASS"
+	}
+	env.GitLabProxy.ResetStats()
+	res := run(t, repo, Pipeline{Source: "push", Manual: append(ApplyJobs(n), RetireJob), Variables: vars}, want)
+	if writes := env.GitLabProxy.Stats().ByMethod; writes["PUT"]+writes["POST"]+writes["PATCH"] != 0 {
+		t.Errorf("the reshard wrote to the GitLab registry: %v", writes)
+	}
+	all := ecrImages(t, env)
+	seen := map[string]bool{}
+	for i := range n {
+		if report := widgetReport(t, res, PlanJob(i, n)); report.Create != 0 || report.Delete != 0 {
+			t.Errorf("new shard %d plans %+v; its mirrors should be imported, not created", i, report)
+		}
+		for name := range stateImages(t, repo, fmt.Sprintf("imagesync-%d-of-%d", i, n)) {
+			seen[name] = true
+			if int(fnv1a32(name)%n) != i {
+				t.Errorf("%s landed in new shard %d", name, i)
+			}
+		}
+	}
+	for name := range all {
+		if !seen[name] {
+			t.Errorf("%s is in no new state", name)
+		}
+	}
+	for i := range from {
+		if left := stateImages(t, repo, fmt.Sprintf("imagesync-%d-of-%d", i, from)); len(left) != 0 {
+			t.Errorf("retired state %d still manages %v", i, left)
+		}
+	}
+	checkGitLabDigests(t, repo, all)
+
+	if err := repo.Edit(".gitlab-ci.yml", func(s string) string { return strings.Replace(s, "\n      reshard_from: 4", "", 1) }); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]string{ValidateJob: "PASS"}
+	for i := range n {
+		want[PlanJob(i, n)] = "PASS"
+	}
+	res = run(t, repo, Pipeline{Source: "push", Variables: vars}, want)
+	for i := range n {
+		if report := widgetReport(t, res, PlanJob(i, n)); report != (widget{}) {
+			t.Errorf("after the reshard shard %d plans %+v, want no changes", i, report)
+		}
+	}
 }
 
 // holdManifestWritesUntil delays manifest PUTs at the GitLab registry until
