@@ -78,6 +78,10 @@ func run(o options, stdout io.Writer) error {
 	} else {
 		fmt.Fprintln(stdout, s.headline())
 	}
+	if o.note && s.inSync() && len(s.Imports) == 0 {
+		fmt.Fprintln(stdout, "merge request note skipped: this shard has no changes")
+		return nil
+	}
 	if o.note {
 		return postNote(md, stdout)
 	}
