@@ -29,7 +29,7 @@ func (r Role) String() string {
 
 // jobTokenUser is the user name that goes with CI_JOB_TOKEN, as in
 // CI_REGISTRY_USER.
-const jobTokenUser = "gitlab-ci-token"
+const jobTokenUser = "gitlab-ci-token" // #nosec G101 -- a user name, not a token
 
 // jobToken is one CI job's token: bound to the job's project, with the role
 // of the user who started the pipeline.

@@ -77,7 +77,7 @@ type Repo struct {
 // to set the include's inputs.
 func (r *Runner) NewRepo(name, project string, edit func(ciYAML string) string) (*Repo, error) {
 	repo := &Repo{Dir: filepath.Join(r.work, name), Project: r.Env.GitLab.AddProject(project), runner: r}
-	if err := os.MkdirAll(repo.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(repo.Dir, 0o750); err != nil {
 		return nil, err
 	}
 	for _, f := range exampleFiles {
@@ -88,10 +88,10 @@ func (r *Runner) NewRepo(name, project string, edit func(ciYAML string) string) 
 		if f == ".gitignore" {
 			b = append(b, ".gitlab-ci-local/\n"...)
 		}
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(repo.Dir, f)), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(repo.Dir, f)), 0o750); err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(repo.Dir, f), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(repo.Dir, f), b, 0o600); err != nil {
 			return nil, err
 		}
 	}
@@ -111,7 +111,7 @@ func (repo *Repo) Edit(file string, edit func(string) string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(p, []byte(edit(string(b))), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte(edit(string(b))), 0o600); err != nil {
 		return err
 	}
 	return repo.commit("edit " + file)

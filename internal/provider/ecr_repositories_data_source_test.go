@@ -171,10 +171,10 @@ func TestShardOf(t *testing.T) {
 		}
 	}
 	names := []string{"web", "team/api", "team/worker", "signed/app", "a", "zz/top", "Ünïcode-is-bytes"}
-	for _, count := range []int64{1, 2, 3, 8, 1000} {
+	for _, count := range []uint32{1, 2, 3, 8, 1000} {
 		for _, name := range names {
-			want := int64(fnv1a32(name) % uint32(count))
-			if got := shardOf(name, count); got != want {
+			want := int64(fnv1a32(name) % count)
+			if got := shardOf(name, int64(count)); got != want {
 				t.Errorf("shardOf(%q, %d) = %d, want %d", name, count, got, want)
 			}
 		}
@@ -220,7 +220,7 @@ func TestAccECRRepositoriesDataSource_shards(t *testing.T) {
 		fmt.Fprintf(&config, "data \"imagesync_ecr_repositories\" \"s%d\" {\n  shard_index = %d\n  shard_count = %d\n}\n", index, index, count)
 		var want []knownvalue.Check
 		for _, name := range all {
-			if fnv1a32(name)%count == uint32(index) {
+			if int(fnv1a32(name)%count) == index {
 				want = append(want, repoCheck(name, seeded(t, name)))
 			}
 		}

@@ -47,7 +47,7 @@ func tour(args []string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 
 	step("starting the local environment: moto (ECR API), docker-registry x2, fake GitLab")
 	env, err := localenv.Start(ctx, localenv.Options{Seed: true, Logf: func(f string, a ...any) { fmt.Printf("    "+f+"\n", a...) }})

@@ -52,7 +52,7 @@ func run(o options, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		defer lf.Close()
+		defer func() { _ = lf.Close() }()
 		return writeDiagnostics(lf, stdout)
 	}
 	if o.show == "" {
@@ -69,23 +69,25 @@ func run(o options, stdout io.Writer) error {
 	}
 	md := s.markdown()
 	if o.markdown != "" {
-		if err := os.WriteFile(o.markdown, []byte(md), 0o644); err != nil {
+		if err := os.WriteFile(o.markdown, []byte(md), 0o600); err != nil {
 			return err
 		}
 	}
+	line := s.headline()
 	if o.drift {
-		fmt.Fprintln(stdout, s.verdict())
-	} else {
-		fmt.Fprintln(stdout, s.headline())
+		line = s.verdict()
 	}
-	if o.note && s.inSync() && len(s.Imports) == 0 {
-		fmt.Fprintln(stdout, "merge request note skipped: this shard has no changes")
+	if _, err := fmt.Fprintln(stdout, line); err != nil {
+		return err
+	}
+	if !o.note {
 		return nil
 	}
-	if o.note {
-		return postNote(md, stdout)
+	if s.inSync() && len(s.Imports) == 0 {
+		_, err := fmt.Fprintln(stdout, "merge request note skipped: this shard has no changes")
+		return err
 	}
-	return nil
+	return postNote(md, stdout)
 }
 
 func summarize(o options) (summary, error) {
@@ -94,7 +96,7 @@ func summarize(o options) (summary, error) {
 	if err != nil {
 		return s, err
 	}
-	defer in.Close()
+	defer func() { _ = in.Close() }()
 	p, err := readPlan(in)
 	if err != nil {
 		return s, err
@@ -110,7 +112,7 @@ func summarize(o options) (summary, error) {
 	if err != nil {
 		return s, err
 	}
-	defer lf.Close()
+	defer func() { _ = lf.Close() }()
 	warnings, err := readOverwrites(lf)
 	if err != nil {
 		return s, fmt.Errorf("%s: %w", o.log, err)
@@ -122,16 +124,16 @@ func summarize(o options) (summary, error) {
 func postNote(md string, stdout io.Writer) error {
 	target := noteTargetFromEnv(os.Getenv)
 	if reason := target.skipReason(); reason != "" {
-		fmt.Fprintln(stdout, reason)
-		return nil
+		_, err := fmt.Fprintln(stdout, reason)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := target.post(ctx, &http.Client{}, md); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "posted the summary on merge request !%s\n", target.MRIID)
-	return nil
+	_, err := fmt.Fprintf(stdout, "posted the summary on merge request !%s\n", target.MRIID)
+	return err
 }
 
 func open(name string) (io.ReadCloser, error) {
@@ -142,5 +144,5 @@ func open(name string) (io.ReadCloser, error) {
 }
 
 func writeJSON(name string, w widget) error {
-	return os.WriteFile(name, fmt.Appendf(nil, `{"create": %d, "update": %d, "delete": %d}`+"\n", w.Create, w.Update, w.Delete), 0o644)
+	return os.WriteFile(name, fmt.Appendf(nil, `{"create": %d, "update": %d, "delete": %d}`+"\n", w.Create, w.Update, w.Delete), 0o600)
 }

@@ -13,7 +13,7 @@ import (
 
 // noteTokenVar holds the access token that posts merge request notes. A CI
 // job token cannot: GitLab keeps the merge request API out of its reach.
-const noteTokenVar = "IMAGESYNC_NOTE_TOKEN"
+const noteTokenVar = "IMAGESYNC_NOTE_TOKEN" // #nosec G101 -- the variable's name, not a token
 
 // noteTarget is where a note goes, from the merge request pipeline's variables.
 type noteTarget struct {
@@ -62,7 +62,7 @@ func (n noteTarget) post(ctx context.Context, client *http.Client, body string) 
 	if err != nil {
 		return fmt.Errorf("posting the merge request note: %w", err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusCreated {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("posting the merge request note: GitLab answered %s: %s (the token in %s needs the api scope "+

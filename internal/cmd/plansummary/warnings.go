@@ -71,6 +71,7 @@ func readOverwrites(r io.Reader) ([]overwrite, error) {
 // log the way Terraform prints them, for a failed plan whose human output
 // went into that log.
 func writeDiagnostics(r io.Reader, w io.Writer) error {
+	var b strings.Builder
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -83,16 +84,20 @@ func writeDiagnostics(r io.Reader, w io.Writer) error {
 		if d.Severity == "warning" {
 			severity = "Warning"
 		}
-		fmt.Fprintf(w, "%s: %s\n", severity, d.Summary)
+		fmt.Fprintf(&b, "%s: %s\n", severity, d.Summary)
 		if d.Address != "" {
-			fmt.Fprintf(w, "  with %s\n", d.Address)
+			fmt.Fprintf(&b, "  with %s\n", d.Address)
 		}
 		if d.Detail != "" {
-			fmt.Fprintf(w, "  %s\n", strings.ReplaceAll(d.Detail, "\n", "\n  "))
+			fmt.Fprintf(&b, "  %s\n", strings.ReplaceAll(d.Detail, "\n", "\n  "))
 		}
-		fmt.Fprintln(w)
+		b.WriteString("\n")
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // attachOverwrites marks the tags the warnings name, finding each warning's
