@@ -25,9 +25,9 @@ import (
 // TestPipeline runs examples/gitlab-ci under gitlab-ci-local against the
 // local ECR and GitLab, as a team would live with it: a merge request, the
 // default branch with the manual apply, scheduled drift checks, four shards,
-// two applies racing for one state, and job-token mode. Each scenario checks
-// outcomes with clients independent of the provider (moto's API, skopeo, the
-// state GitLab stored) and logs its duration.
+// two applies racing for one state, job-token mode, and a reshard. Each
+// scenario checks outcomes with clients independent of the provider (moto's
+// API, skopeo, the state GitLab stored) and logs its duration.
 func TestPipeline(t *testing.T) {
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("TF_ACC not set: the pipeline needs terraform, gitlab-ci-local, moto_server and docker-registry")
@@ -65,13 +65,13 @@ func TestPipeline(t *testing.T) {
 	}
 	scenario(t, "4 four shards in parallel", func(t *testing.T) { fourShards(t, sharded, personal) })
 	scenario(t, "5 two applies of one shard", func(t *testing.T) { racingApplies(t, sharded, personal) })
-	scenario(t, "4b reshard from 4 to 2", func(t *testing.T) { reshard(t, sharded, personal) })
 
 	own, err := r.NewRepo("own", "team-b/mirror", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	scenario(t, "6 job token into its own project", func(t *testing.T) { jobTokenMode(t, own) })
+	scenario(t, "7 reshard from four shards to two", func(t *testing.T) { reshard(t, sharded, personal) })
 }
 
 // scenario runs a sub-test and logs how long it took; the scenarios build on
