@@ -70,7 +70,10 @@ type GitLab struct {
 	registryHost string
 	storageRoot  string
 
-	rules registryRules // the registry's own rules, see gitlab_registry.go
+	rules     registryRules // the registry's own rules, see gitlab_registry.go
+	jobTokens jobTokens     // gitlab_jobtoken.go
+	states    stateStore    // gitlab_state.go
+	mrs       mergeRequests // gitlab_notes.go
 }
 
 func newGitLab(ttl time.Duration) (*GitLab, error) {
@@ -227,23 +230,36 @@ func (g *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case path == "/jwt/auth":
 		g.serveJWT(w, r)
 	case strings.HasPrefix(path, "/api/v4/"):
+		segs, err := apiSegments(path)
+		if err != nil {
+			writeMsg(w, http.StatusBadRequest, "400 Bad request")
+			return
+		}
+		if g.serveCIAPI(w, r, segs) { // gitlab_jobtoken.go: state, notes, job tokens
+			return
+		}
 		if !g.apiAuthorized(r) {
 			writeMsg(w, http.StatusUnauthorized, "401 Unauthorized")
 			return
-		}
-		var segs []string
-		for _, s := range strings.Split(strings.Trim(strings.TrimPrefix(path, "/api/v4/"), "/"), "/") {
-			u, err := url.PathUnescape(s)
-			if err != nil {
-				writeMsg(w, http.StatusBadRequest, "400 Bad request")
-				return
-			}
-			segs = append(segs, u)
 		}
 		g.serveAPI(w, r, segs)
 	default:
 		writeMsg(w, http.StatusNotFound, "404 Not Found")
 	}
+}
+
+// apiSegments splits an escaped /api/v4/ path into unescaped segments, so a
+// project path given as one %2F-encoded segment stays one.
+func apiSegments(path string) ([]string, error) {
+	var segs []string
+	for _, s := range strings.Split(strings.Trim(strings.TrimPrefix(path, "/api/v4/"), "/"), "/") {
+		u, err := url.PathUnescape(s)
+		if err != nil {
+			return nil, err
+		}
+		segs = append(segs, u)
+	}
+	return segs, nil
 }
 
 func (g *GitLab) validToken(t string) bool {
@@ -263,12 +279,14 @@ func (g *GitLab) apiAuthorized(r *http.Request) bool {
 	return false
 }
 
-// serveJWT is GitLab's registry token endpoint. Any username is accepted
-// (the user's, "gitlab-ci-token", "oauth2"...); the password must be the token.
+// serveJWT is GitLab's registry token endpoint. With the personal token any
+// username is accepted (the user's, "oauth2"...); a CI job token comes with
+// the user "gitlab-ci-token" and is granted only its own project's images.
 func (g *GitLab) serveJWT(w http.ResponseWriter, r *http.Request) {
 	g.tokReqs.Add(1)
 	user, pass, ok := r.BasicAuth()
-	if !ok || !g.validToken(pass) {
+	job := g.jobToken(user, pass) // nil unless gitlab-ci-token and a job token
+	if !ok || !g.validToken(pass) && job == nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="GitLab"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"errors": []map[string]string{{"code": "UNAUTHORIZED", "message": "HTTP Basic: Access denied"}}})
 		return
@@ -281,7 +299,7 @@ func (g *GitLab) serveJWT(w http.ResponseWriter, r *http.Request) {
 	access := []Access{}
 	for _, param := range q["scope"] {
 		for _, scope := range strings.Fields(param) {
-			if a, ok := g.grant(scope); ok {
+			if a, ok := g.grant(scope); ok && (job == nil || job.restrict(g, &a)) {
 				access = append(access, a)
 			}
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
@@ -22,8 +24,9 @@ import (
 )
 
 var (
-	_ datasource.DataSource              = (*ecrRepositoriesDataSource)(nil)
-	_ datasource.DataSourceWithConfigure = (*ecrRepositoriesDataSource)(nil)
+	_ datasource.DataSource                   = (*ecrRepositoriesDataSource)(nil)
+	_ datasource.DataSourceWithConfigure      = (*ecrRepositoriesDataSource)(nil)
+	_ datasource.DataSourceWithValidateConfig = (*ecrRepositoriesDataSource)(nil)
 )
 
 func newECRRepositoriesDataSource() datasource.DataSource { return &ecrRepositoriesDataSource{} }
@@ -39,6 +42,8 @@ type ecrRepositoriesModel struct {
 	NameRegex    types.String `tfsdk:"name_regex"`
 	ExcludeRegex types.String `tfsdk:"exclude_regex"`
 	TagRegex     types.String `tfsdk:"tag_regex"`
+	ShardIndex   types.Int64  `tfsdk:"shard_index"`
+	ShardCount   types.Int64  `tfsdk:"shard_count"`
 	Repositories types.List   `tfsdk:"repositories"`
 }
 
@@ -93,6 +98,17 @@ func (d *ecrRepositoriesDataSource) Schema(_ context.Context, _ datasource.Schem
 				MarkdownDescription: "Only tags matching this regular expression appear in `images`, e.g. `^v[0-9]+` for release tags. Repositories stay listed when no tag matches.",
 				Validators:          regex,
 			},
+			"shard_index": schema.Int64Attribute{
+				Optional:            true,
+				MarkdownDescription: "Which shard to list, from `0` to `shard_count - 1`, e.g. `2`. Default `0`. `shard_count` says which repositories a shard holds.",
+				Validators:          []validator.Int64{int64validator.AtLeast(0)},
+			},
+			"shard_count": schema.Int64Attribute{
+				Optional: true,
+				MarkdownDescription: "Into how many shards the repositories are split, e.g. `8` for eight states each " +
+					"planned by its own CI job. Default `1`: every repository. " + shardDescription,
+				Validators: []validator.Int64{int64validator.AtLeast(1)},
+			},
 			"repositories": schema.ListNestedAttribute{
 				Computed:            true,
 				MarkdownDescription: "The repositories found, sorted by name.",
@@ -113,6 +129,50 @@ func (d *ecrRepositoriesDataSource) Schema(_ context.Context, _ datasource.Schem
 				},
 			},
 		},
+	}
+}
+
+// shardDescription documents the hash exactly, so that users and other tools
+// can tell which shard a repository belongs to.
+const shardDescription = "A repository belongs to shard `fnv1a32(name) % shard_count`: the 32-bit FNV-1a hash " +
+	"of the repository name's UTF-8 bytes (offset basis 2166136261, prime 16777619), as an unsigned number, " +
+	"modulo `shard_count`. The other filters apply first; the shard of a name never depends on which other " +
+	"repositories exist, so adding a repository never moves another one."
+
+// shardOf is the shard of a repository name (see shardDescription).
+func shardOf(name string, count int64) int64 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return int64(h.Sum32()) % count
+}
+
+// shardMatcher keeps the names of one shard that also pass next, if set.
+type shardMatcher struct {
+	next         ecr.Matcher
+	index, count int64
+}
+
+func (m shardMatcher) MatchString(name string) bool {
+	return shardOf(name, m.count) == m.index && (m.next == nil || m.next.MatchString(name))
+}
+
+// ValidateConfig checks shard_index against shard_count; each alone is
+// checked by its validator.
+func (d *ecrRepositoriesDataSource) ValidateConfig(ctx context.Context, req datasource.ValidateConfigRequest, resp *datasource.ValidateConfigResponse) {
+	var index, count types.Int64
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("shard_index"), &index)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("shard_count"), &count)...)
+	if resp.Diagnostics.HasError() || index.IsUnknown() || count.IsUnknown() || index.IsNull() {
+		return
+	}
+	n := int64(1)
+	if !count.IsNull() {
+		n = count.ValueInt64()
+	}
+	if i := index.ValueInt64(); n >= 1 && i >= n {
+		resp.Diagnostics.AddAttributeError(path.Root("shard_index"), "Shard Index Out of Range",
+			fmt.Sprintf("shard_index is %d, but with shard_count = %d the shards are numbered 0 to %d. Set shard_index "+
+				"below shard_count, or raise shard_count (it defaults to 1 when left out).", i, n, n-1))
 	}
 }
 
@@ -157,6 +217,11 @@ func (d *ecrRepositoriesDataSource) Read(ctx context.Context, req datasource.Rea
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	if count := m.ShardCount.ValueInt64(); count > 1 {
+		// Applied with the name filters, before any tag is listed: a shard
+		// costs ECR only its own repositories' ListImages calls.
+		f.NameRegex = shardMatcher{next: f.NameRegex, index: m.ShardIndex.ValueInt64(), count: count}
+	}
 
 	repos, err := d.data.ecr.Repositories(ctx, f)
 	if err != nil {
@@ -169,7 +234,8 @@ func (d *ecrRepositoriesDataSource) Read(ctx context.Context, req datasource.Rea
 		resp.Diagnostics.AddError("Cannot List ECR Repositories", ecrErrorDetail("listing repositories and their tags", err))
 		return
 	}
-	tflog.Debug(ctx, "listed ECR repositories", map[string]any{"count": len(repos)})
+	tflog.Debug(ctx, "listed ECR repositories", map[string]any{"count": len(repos),
+		"shard_index": m.ShardIndex.ValueInt64(), "shard_count": m.ShardCount.ValueInt64()})
 
 	objs := make([]attr.Value, 0, len(repos))
 	for _, r := range repos {

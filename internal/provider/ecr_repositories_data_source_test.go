@@ -1,7 +1,9 @@
 package provider
 
 import (
+	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -146,6 +148,125 @@ data "imagesync_ecr_repositories" "bad" {
 `,
 				ExpectError: regexp.MustCompile(`Invalid ECR Repository Name`),
 			},
+		},
+	})
+}
+
+// fnv1a32 is the documented shard hash written out by hand, independent of
+// hash/fnv, so the tests hold the code to the constants the docs print.
+func fnv1a32(s string) uint32 {
+	h := uint32(2166136261)
+	for _, b := range []byte(s) {
+		h ^= uint32(b)
+		h *= 16777619
+	}
+	return h
+}
+
+func TestShardOf(t *testing.T) {
+	// Reference values of FNV-1a 32 (draft-eastlake-fnv test vectors).
+	for s, want := range map[string]uint32{"": 0x811c9dc5, "a": 0xe40c292c, "foobar": 0xbf9cf968} {
+		if got := fnv1a32(s); got != want {
+			t.Fatalf("fnv1a32(%q) = %#x, want %#x", s, got, want)
+		}
+	}
+	names := []string{"web", "team/api", "team/worker", "signed/app", "a", "zz/top", "Ünïcode-is-bytes"}
+	for _, count := range []uint32{1, 2, 3, 8, 1000} {
+		for _, name := range names {
+			want := int64(fnv1a32(name) % count)
+			if got := shardOf(name, int64(count)); got != want {
+				t.Errorf("shardOf(%q, %d) = %d, want %d", name, count, got, want)
+			}
+		}
+	}
+}
+
+func TestShardMatcher(t *testing.T) {
+	team := regexp.MustCompile(`^team/`)
+	names := []string{"web", "team/api", "team/worker", "signed/app", "team/x", "team/y", "other"}
+	for _, count := range []int64{2, 3} {
+		seen := map[string]int64{}
+		for index := range count {
+			m := shardMatcher{next: team, index: index, count: count}
+			for _, name := range names {
+				if !m.MatchString(name) {
+					continue
+				}
+				if !team.MatchString(name) {
+					t.Errorf("shard %d/%d keeps %q, which name_regex drops", index, count, name)
+				}
+				if prev, dup := seen[name]; dup {
+					t.Errorf("%q is in shards %d and %d of %d", name, prev, index, count)
+				}
+				seen[name] = index
+			}
+		}
+		for _, name := range names {
+			if _, ok := seen[name]; team.MatchString(name) && !ok {
+				t.Errorf("%q is in no shard of %d", name, count)
+			}
+		}
+	}
+}
+
+func TestAccECRRepositoriesDataSource_shards(t *testing.T) {
+	testAccPreCheck(t)
+	all := []string{"signed/app", "team/api", "team/worker", "web"} // sorted, as listed
+	const count = 3
+	var config strings.Builder
+	config.WriteString(providerConfig())
+	checks := []statecheck.StateCheck{}
+	for index := range count {
+		fmt.Fprintf(&config, "data \"imagesync_ecr_repositories\" \"s%d\" {\n  shard_index = %d\n  shard_count = %d\n}\n", index, index, count)
+		var want []knownvalue.Check
+		for _, name := range all {
+			if int(fnv1a32(name)%count) == index {
+				want = append(want, repoCheck(name, seeded(t, name)))
+			}
+		}
+		if want == nil {
+			want = []knownvalue.Check{}
+		}
+		checks = append(checks, reposOf(fmt.Sprintf("data.imagesync_ecr_repositories.s%d", index), want...))
+	}
+	// The other filters apply first, then the shard.
+	config.WriteString(`data "imagesync_ecr_repositories" "team_shard" {
+  name_prefix = "team/"
+  shard_index = 1
+  shard_count = 2
+}
+`)
+	var team []knownvalue.Check
+	for _, name := range all {
+		if strings.HasPrefix(name, "team/") && fnv1a32(name)%2 == 1 {
+			team = append(team, repoCheck(name, seeded(t, name)))
+		}
+	}
+	if team == nil {
+		team = []knownvalue.Check{}
+	}
+	checks = append(checks, reposOf("data.imagesync_ecr_repositories.team_shard", team...))
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps:                    []resource.TestStep{{Config: config.String(), ConfigStateChecks: checks}},
+	})
+}
+
+func TestAccECRRepositoriesDataSource_badShards(t *testing.T) {
+	testAccPreCheck(t)
+	step := func(body string, want string) resource.TestStep {
+		return resource.TestStep{
+			Config:      providerConfig() + "data \"imagesync_ecr_repositories\" \"bad\" {\n" + body + "}\n",
+			ExpectError: regexp.MustCompile(want),
+		}
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			step("  shard_index = 4\n  shard_count = 4\n", `(?s)Shard Index Out of Range.*with data\.imagesync_ecr_repositories\.bad,.*shard_index.*numbered 0 to 3`),
+			step("  shard_index = 1\n", `(?s)Shard Index Out of Range.*shard_count = 1`),
+			step("  shard_count = 0\n", `(?s)Invalid Attribute Value.*shard_count.*at least 1`),
+			step("  shard_index = -1\n  shard_count = 2\n", `(?s)Invalid Attribute Value.*shard_index.*at least 0`),
 		},
 	})
 }
