@@ -104,6 +104,11 @@ func run(t *testing.T, repo *Repo, p Pipeline, want map[string]string) Result {
 
 func mergeRequestPlans(t *testing.T, repo *Repo, vars map[string]string) {
 	gl := repo.runner.Env.GitLab
+	// Someone pushed web:v1.0 straight to GitLab before the migration.
+	native, err := repo.runner.Env.PushGitLabImage(t.Context(), strings.ToLower(repo.Project.Path)+"/web", "v1.0", localenv.ImageSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	iid := gl.OpenMergeRequest(repo.Project.Path)
 	// A Developer's pipeline: the state may be read, not locked or written.
 	res := run(t, repo, Pipeline{Source: "merge_request_event", MRIID: iid, Role: localenv.RoleDeveloper, Variables: vars},
@@ -122,6 +127,14 @@ func mergeRequestPlans(t *testing.T, repo *Repo, vars map[string]string) {
 	for repoName, tags := range want {
 		for tag, digest := range tags {
 			row := fmt.Sprintf("| `%s` | `%s` | added |  | `%s` |", repoName, tag, digest[:len("sha256:")+12])
+			if repoName == "web" && tag == "v1.0" {
+				row = fmt.Sprintf("| `web` | `v1.0` | added, overwrites GitLab's | `%s` | `%s` |", native.Digest[:len("sha256:")+12], digest[:len("sha256:")+12])
+				overwrite := fmt.Sprintf("- `%s/%s/web:v1.0` holds `%s`, replaced by `%s` from ECR",
+					repo.runner.Env.GitLabRegistryHost, strings.ToLower(repo.Project.Path), native.Digest, digest)
+				if !strings.Contains(summary, overwrite) {
+					t.Errorf("summary lacks the overwrite warning %q:\n%s", overwrite, summary)
+				}
+			}
 			if !strings.Contains(summary, row) {
 				t.Errorf("summary lacks %s:%s (%s):\n%s", repoName, tag, row, summary)
 			}
