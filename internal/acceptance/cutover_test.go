@@ -388,3 +388,31 @@ func TestCutover_taggedReferrerWithoutItsImage(t *testing.T) {
 		t.Error("the tag image was copied though tag_regex leaves it out")
 	}
 }
+
+// The data source leaves out what GitLab cannot hold, so a for_each over it
+// plans and applies.
+func TestCutover_dataSourceLeavesOutLongTags(t *testing.T) {
+	project, repo := fixture(t, "ds-odd-tags")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{})
+	long := strings.Repeat("b", 150)
+	if err := env.RecordECRTag(context.Background(), repo, long, v1.Digest); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkspace(t, fmt.Sprintf(`
+data "imagesync_ecr_repositories" "src" {
+  names = [%q]
+}
+
+resource "imagesync_gitlab_mirrored_image" "m" {
+  for_each = { for r in data.imagesync_ecr_repositories.src.repositories : r.name => r }
+
+  source_repository = each.key
+  gitlab_project    = %q
+  images            = each.value.images
+}
+`, repo, project))
+	out := w.mustRun(0, "plan", "-input=false", "-no-color")
+	mustMatch(t, out, `(?s)Warning: Tags Left Out.*`+long[:30]+`.*150 characters`)
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
+}

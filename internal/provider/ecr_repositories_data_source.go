@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -121,9 +122,11 @@ func (d *ecrRepositoriesDataSource) Schema(_ context.Context, _ datasource.Schem
 						"created_at":     schema.StringAttribute{Computed: true, MarkdownDescription: "Creation time, RFC 3339."},
 						"tag_mutability": schema.StringAttribute{Computed: true, MarkdownDescription: "`MUTABLE` or `IMMUTABLE` (or an `_WITH_EXCLUSION` variant)."},
 						"images": schema.MapAttribute{
-							ElementType:         types.StringType,
-							Computed:            true,
-							MarkdownDescription: "Tag -> digest of every tagged image (after `tag_regex`); untagged images are left out.",
+							ElementType: types.StringType,
+							Computed:    true,
+							MarkdownDescription: "Tag -> digest of every tagged image (after `tag_regex`); untagged images are left out, and so, " +
+								"with a warning naming them, are tags GitLab cannot hold (over 128 characters, which ECR allows up to 300, " +
+								"or of the form `sha256-<hex>` naming another digest).",
 						},
 					},
 				},
@@ -190,14 +193,37 @@ func (d *ecrRepositoriesDataSource) Configure(_ context.Context, req datasource.
 }
 
 func (d *ecrRepositoriesDataSource) Read(ctx context.Context, req datasource.ReadRequest, resp *datasource.ReadResponse) {
+	ctx = d.data.logContext(ctx)
 	var m ecrRepositoriesModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	f := filterOf(ctx, m, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	repos, err := d.data.ecr.Repositories(ctx, f)
+	if err != nil {
+		resp.Diagnostics.Append(listingDiag(f, err))
+		return
+	}
+	tflog.Debug(ctx, "listed ECR repositories", map[string]any{"count": len(repos),
+		"shard_index": m.ShardIndex.ValueInt64(), "shard_count": m.ShardCount.ValueInt64()})
+	list, diags := repositoriesValue(repos)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	m.Repositories = list
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// filterOf turns the configuration into the ECR listing's filter.
+func filterOf(ctx context.Context, m ecrRepositoriesModel, diags *diag.Diagnostics) ecr.Filter {
 	f := ecr.Filter{RegistryID: m.RegistryID.ValueString(), NamePrefix: m.NamePrefix.ValueString()}
 	if !m.Names.IsNull() {
-		resp.Diagnostics.Append(m.Names.ElementsAs(ctx, &f.Names, false)...)
+		diags.Append(m.Names.ElementsAs(ctx, &f.Names, false)...)
 	}
 	for _, r := range []struct {
 		attr string
@@ -209,57 +235,54 @@ func (d *ecrRepositoriesDataSource) Read(ctx context.Context, req datasource.Rea
 		}
 		re, err := regexp.Compile(r.val.ValueString())
 		if err != nil { // the validator catches this first; kept for values known only at apply
-			resp.Diagnostics.AddAttributeError(path.Root(r.attr), "Invalid Regular Expression", err.Error())
+			diags.AddAttributeError(path.Root(r.attr), "Invalid Regular Expression", err.Error())
 			continue
 		}
 		*r.dst = re
-	}
-	if resp.Diagnostics.HasError() {
-		return
 	}
 	if count := m.ShardCount.ValueInt64(); count > 1 {
 		// Applied with the name filters, before any tag is listed: a shard
 		// costs ECR only its own repositories' ListImages calls.
 		f.NameRegex = shardMatcher{next: f.NameRegex, index: m.ShardIndex.ValueInt64(), count: count}
 	}
+	return f
+}
 
-	repos, err := d.data.ecr.Repositories(ctx, f)
-	if err != nil {
-		if errors.Is(err, ecr.ErrRepositoryNotFound) {
-			resp.Diagnostics.AddAttributeError(path.Root("names"), "ECR Repository Not Found",
-				fmt.Sprintf("A repository named in names does not exist in the registry (names: %s). Check the spelling and "+
-					"the provider's region and registry_id, or remove the name.\n\nOriginal Error: %s", strings.Join(f.Names, ", "), err))
-			return
-		}
-		resp.Diagnostics.AddError("Cannot List ECR Repositories", ecrErrorDetail("listing repositories and their tags", err))
-		return
+func listingDiag(f ecr.Filter, err error) diag.Diagnostic {
+	if errors.Is(err, ecr.ErrRepositoryNotFound) {
+		return diag.NewAttributeErrorDiagnostic(path.Root("names"), "ECR Repository Not Found",
+			fmt.Sprintf("A repository named in names does not exist in the registry (names: %s). Check the spelling and "+
+				"the provider's region and registry_id, or remove the name.\n\nOriginal Error: %s", strings.Join(f.Names, ", "), err))
 	}
-	tflog.Debug(ctx, "listed ECR repositories", map[string]any{"count": len(repos),
-		"shard_index": m.ShardIndex.ValueInt64(), "shard_count": m.ShardCount.ValueInt64()})
+	return diag.NewErrorDiagnostic("Cannot List ECR Repositories", ecrErrorDetail("listing repositories and their tags", err))
+}
 
+// repositoriesValue converts the listing, leaving out (with a warning per
+// repository) the tags GitLab cannot hold, so that images = each.value.images
+// always plans.
+func repositoriesValue(repos []ecr.Repository) (types.List, diag.Diagnostics) {
+	var diags diag.Diagnostics
 	objs := make([]attr.Value, 0, len(repos))
 	for _, r := range repos {
-		images, diags := types.MapValueFrom(ctx, types.StringType, r.Images)
-		resp.Diagnostics.Append(diags...)
+		kept, leftOut := mirrorableTags(r.Images)
+		if len(leftOut) > 0 {
+			diags.Append(leftOutWarning(path.Root("repositories"), r.Name, leftOut))
+		}
 		created := ""
 		if !r.CreatedAt.IsZero() {
 			created = r.CreatedAt.UTC().Format(time.RFC3339)
 		}
-		obj, diags := types.ObjectValue(repositoryAttrTypes, map[string]attr.Value{
+		obj, d := types.ObjectValue(repositoryAttrTypes, map[string]attr.Value{
 			"name": types.StringValue(r.Name), "uri": types.StringValue(r.URI), "arn": types.StringValue(r.ARN),
 			"registry_id": types.StringValue(r.RegistryID), "created_at": types.StringValue(created),
-			"tag_mutability": types.StringValue(r.TagMutability), "images": images,
+			"tag_mutability": types.StringValue(r.TagMutability), "images": mapValue(kept),
 		})
-		resp.Diagnostics.Append(diags...)
+		diags.Append(d...)
 		objs = append(objs, obj)
 	}
-	list, diags := types.ListValue(types.ObjectType{AttrTypes: repositoryAttrTypes}, objs)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	m.Repositories = list
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	list, d := types.ListValue(types.ObjectType{AttrTypes: repositoryAttrTypes}, objs)
+	diags.Append(d...)
+	return list, diags
 }
 
 // ecrErrorDetail explains an ECR failure with what to check.
