@@ -6,7 +6,9 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
@@ -258,33 +260,66 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 	if cfg.GitLab == nil {
 		cfg.GitLab = &gitlabModel{}
 	}
+	if checkKnown(cfg, &resp.Diagnostics); resp.Diagnostics.HasError() {
+		return
+	}
+	token, jobToken := gitlabToken(cfg)
+	data := &providerData{redactor: redact.New(token)}
+	ctx = data.logContext(ctx)
+	ecrCfg := ecrConfig(cfg)
+	ecrClient, err := ecr.New(ctx, ecrCfg)
+	if err != nil {
+		resp.Diagnostics.Append(ecrConfigDiag(ecrCfg.Profile, err))
+		return
+	}
+	data.ecr = ecrClient
+	glCfg := p.gitlabConfig(cfg, token, jobToken, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if data.gitlab, err = gitlab.New(glCfg); err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("gitlab").AtName("base_url"), "Cannot Configure the GitLab Client",
+			"Check gitlab.base_url (or GITLAB_BASE_URL / CI_SERVER_URL).\n\nOriginal Error: "+err.Error())
+		return
+	}
+	if token == "" {
+		data.gitlabErr = "No GitLab token is configured. Set gitlab.token in the provider block, or GITLAB_TOKEN " +
+			"in the environment (CI_JOB_TOKEN is used inside GitLab CI jobs)."
+	}
+	data.engine = p.newEngine(ctx, cfg, data, ecrCfg.RegistryEndpoint, token, glCfg.RegistryURL)
+	resp.DataSourceData = data
+	resp.ResourceData = data
+}
+
+// checkKnown refuses settings known only at apply: the clients are built now.
+func checkKnown(cfg providerModel, diags *diag.Diagnostics) {
 	unknown := map[string]bool{
 		"ecr.region": cfg.ECR.Region.IsUnknown(), "ecr.profile": cfg.ECR.Profile.IsUnknown(),
 		"ecr.registry_id": cfg.ECR.RegistryID.IsUnknown(), "ecr.endpoint": cfg.ECR.Endpoint.IsUnknown(),
 		"ecr.registry_endpoint": cfg.ECR.RegistryEndpoint.IsUnknown(), "gitlab.base_url": cfg.GitLab.BaseURL.IsUnknown(),
 		"gitlab.token": cfg.GitLab.Token.IsUnknown(), "gitlab.registry_url": cfg.GitLab.RegistryURL.IsUnknown(),
 	}
-	for name, isUnknown := range unknown {
-		if isUnknown {
-			resp.Diagnostics.AddError("Unknown Provider Configuration Value",
+	for _, name := range slices.Sorted(maps.Keys(unknown)) {
+		if unknown[name] {
+			diags.AddError("Unknown Provider Configuration Value",
 				fmt.Sprintf("The provider cannot be configured because %s is not known until apply. "+
 					"Set it to a value known at plan time, or apply its source first with -target.", name))
 		}
 	}
-	if resp.Diagnostics.HasError() {
-		return
-	}
+}
 
-	gitlabToken := firstNonEmpty(cfg.GitLab.Token.ValueString(), os.Getenv(envGitLabToken))
-	jobToken := false
-	if gitlabToken == "" {
-		gitlabToken = os.Getenv(envCIJobToken)
-		jobToken = gitlabToken != ""
+// gitlabToken is the configured token, else GITLAB_TOKEN, else (jobToken)
+// the CI job token of a GitLab CI job.
+func gitlabToken(cfg providerModel) (token string, jobToken bool) {
+	if token = firstNonEmpty(cfg.GitLab.Token.ValueString(), os.Getenv(envGitLabToken)); token != "" {
+		return token, false
 	}
-	data := &providerData{redactor: redact.New(gitlabToken)}
-	ctx = data.logContext(ctx)
+	token = os.Getenv(envCIJobToken)
+	return token, token != ""
+}
 
-	ecrCfg := ecr.Config{
+func ecrConfig(cfg providerModel) ecr.Config {
+	c := ecr.Config{
 		Region:           cfg.ECR.Region.ValueString(),
 		Profile:          cfg.ECR.Profile.ValueString(),
 		RegistryID:       cfg.ECR.RegistryID.ValueString(),
@@ -292,16 +327,13 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		RegistryEndpoint: firstNonEmpty(cfg.ECR.RegistryEndpoint.ValueString(), os.Getenv(envECRRegistryEndpoint)),
 	}
 	if ar := cfg.ECR.AssumeRole; ar != nil && ar.RoleARN.ValueString() != "" {
-		ecrCfg.AssumeRole = &ecr.AssumeRole{RoleARN: ar.RoleARN.ValueString(), SessionName: ar.SessionName.ValueString(), ExternalID: ar.ExternalID.ValueString()}
+		c.AssumeRole = &ecr.AssumeRole{RoleARN: ar.RoleARN.ValueString(), SessionName: ar.SessionName.ValueString(), ExternalID: ar.ExternalID.ValueString()}
 	}
-	ecrClient, err := ecr.New(ctx, ecrCfg)
-	if err != nil {
-		resp.Diagnostics.Append(ecrConfigDiag(ecrCfg.Profile, err))
-		return
-	}
+	return c
+}
 
-	data.ecr = ecrClient
-	baseURL := firstNonEmpty(cfg.GitLab.BaseURL.ValueString(), os.Getenv(envGitLabBaseURL), os.Getenv(envCIServerURL), defaultGitLabURL)
+// gitlabConfig resolves the GitLab settings with their environment fallbacks.
+func (p *imagesyncProvider) gitlabConfig(cfg providerModel, token string, jobToken bool, diags *diag.Diagnostics) gitlab.Config {
 	registryURL := firstNonEmpty(cfg.GitLab.RegistryURL.ValueString(), os.Getenv(envGitLabRegistryURL))
 	if registryURL == "" && jobToken && os.Getenv(envCIRegistry) != "" {
 		// In a GitLab CI job the registry is known without the project API,
@@ -310,35 +342,28 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 	}
 	if registryURL != "" {
 		if _, err := gitlab.ParseRegistryURL(registryURL); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("gitlab").AtName("registry_url"), "Invalid GitLab Registry URL",
+			diags.AddAttributeError(path.Root("gitlab").AtName("registry_url"), "Invalid GitLab Registry URL",
 				"Set gitlab.registry_url (or IMAGESYNC_GITLAB_REGISTRY_URL) to the registry's root URL, e.g. https://registry.example.com.\n\nOriginal Error: "+err.Error())
-			return
 		}
 	}
-	if gitlabToken == "" {
-		data.gitlabErr = "No GitLab token is configured. Set gitlab.token in the provider block, or GITLAB_TOKEN " +
-			"in the environment (CI_JOB_TOKEN is used inside GitLab CI jobs)."
-	}
-	glClient, err := gitlab.New(gitlab.Config{
-		BaseURL: baseURL, Token: gitlabToken, JobToken: jobToken, RegistryURL: registryURL,
+	return gitlab.Config{
+		BaseURL: firstNonEmpty(cfg.GitLab.BaseURL.ValueString(), os.Getenv(envGitLabBaseURL), os.Getenv(envCIServerURL), defaultGitLabURL),
+		Token:   token, JobToken: jobToken, RegistryURL: registryURL,
 		UserAgent: "terraform-provider-imagesync/" + p.version,
-	})
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("gitlab").AtName("base_url"), "Cannot Configure the GitLab Client",
-			"Check gitlab.base_url (or GITLAB_BASE_URL / CI_SERVER_URL).\n\nOriginal Error: "+err.Error())
-		return
 	}
-	data.gitlab = glClient
+}
 
+// newEngine builds the copy engine every resource of the run shares.
+func (p *imagesyncProvider) newEngine(ctx context.Context, cfg providerModel, data *providerData, ecrEndpoint, token, registryURL string) *mirror.Engine {
 	maxBlobs := defaultMaxConcurrentBlobs
 	if !cfg.MaxConcurrentBlobs.IsNull() && !cfg.MaxConcurrentBlobs.IsUnknown() {
 		maxBlobs = int(cfg.MaxConcurrentBlobs.ValueInt64())
 	}
-	data.engine = mirror.New(mirror.Config{
-		ECR:                ecrCredentials{Client: ecrClient, redactor: data.redactor},
-		ECREndpoint:        ecrCfg.RegistryEndpoint,
-		GitLabUser:         glClient.RegistryUsername,
-		GitLabToken:        gitlabToken,
+	engine := mirror.New(mirror.Config{
+		ECR:                ecrCredentials{Client: data.ecr, redactor: data.redactor},
+		ECREndpoint:        ecrEndpoint,
+		GitLabUser:         data.gitlab.RegistryUsername,
+		GitLabToken:        token,
 		MaxConcurrentBlobs: maxBlobs,
 		RequestsPerSecond:  cfg.RequestsPerSecond.ValueFloat64(),
 		Logger: func(ctx context.Context, msg string, fields map[string]any) {
@@ -347,14 +372,10 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		Slog:      newSlogger(ctx, data.redactor, &data.logTurns),
 		UserAgent: "terraform-provider-imagesync/" + p.version,
 	})
-	if registryURL != "" {
-		if u, err := gitlab.ParseRegistryURL(registryURL); err == nil {
-			data.engine.AddGitLabRegistry(u.Host, u.Scheme == "http")
-		}
+	if u, err := gitlab.ParseRegistryURL(registryURL); registryURL != "" && err == nil {
+		engine.AddGitLabRegistry(u.Host, u.Scheme == "http")
 	}
-
-	resp.DataSourceData = data
-	resp.ResourceData = data
+	return engine
 }
 
 func (p *imagesyncProvider) Resources(context.Context) []func() resource.Resource {
