@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,9 +112,13 @@ func testECRTokenPerCall(t *testing.T, env *Env) {
 			t.Errorf("token expires in %s, want 12h", d)
 		}
 	}
+	issued := env.IssuedECRPasswords()
 	for _, pass := range []string{a, b} {
 		if resp, body := ecrDo(t, env, http.MethodGet, "/v2/web/manifests/v1.0", pass); resp.StatusCode != http.StatusOK {
 			t.Errorf("manifest GET with a fresh token: %d %s", resp.StatusCode, body)
+		}
+		if !slices.Contains(issued, pass) {
+			t.Error("IssuedECRPasswords lacks a password GetAuthorizationToken handed out")
 		}
 	}
 }
