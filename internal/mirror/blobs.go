@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/regclient/regclient/types/descriptor"
 )
@@ -82,7 +83,10 @@ func (c *copier) streamBlob(ctx context.Context, d descriptor.Descriptor) error 
 			return fmt.Errorf("reading blob %s from ECR: %w", d.Digest, err)
 		}
 		defer rdr.Close()
-		if _, err := c.rc.BlobPut(ctx, c.tgt, d, rdr); err != nil {
+		// Without Seek, regclient sends the blob once: no replay of a refused
+		// upload and no chunked fallback, each of which reads the blob from
+		// ECR again while the host backs off; copyDigest retries instead.
+		if _, err := c.rc.BlobPut(ctx, c.tgt, d, struct{ io.Reader }{rdr}); err != nil {
 			return transferError{fmt.Errorf("writing blob %s to GitLab: %w", d.Digest, err)}
 		}
 		c.count(func(s *Stats) { s.BlobsCopied++; s.Bytes += d.Size })
