@@ -1,6 +1,7 @@
 package acceptance
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,6 +68,16 @@ func TestFaultTable(t *testing.T) {
 	t.Log("fault table:\n" + strings.Join(summary, "\n"))
 }
 
+// reapplyConverges lifts the row's GitLab fault, applies again and checks
+// that everything converged.
+func (f *fixture) reapplyConverges(what string) {
+	f.t.Helper()
+	env.GitLabProxy.SetFault(nil)
+	code, diags := f.applyJSON()
+	f.expectApplied(what, code, diags)
+	f.expectConverged()
+}
+
 // faultBody is a registry error body, as distribution sends one.
 func faultBody(code, message string) string {
 	return fmt.Sprintf(`{"errors":[{"code":%q,"message":%q}]}`, code, message)
@@ -104,9 +115,18 @@ func rowRateLimited(t *testing.T) outcome {
 	if len(limited) < 2 {
 		t.Fatalf("%d requests drew 429; the row needs bursts", len(limited))
 	}
-	// A margin each side of the pause for requests already on their way.
-	const margin = 150 * time.Millisecond
 	mu.Lock()
+	expectPausesKept(t, limited, arrivals, retryAfter)
+	mu.Unlock()
+	f.expectConverged()
+	return outcome{first: fmt.Sprintf("exit 0 through %d 429s, none of the pauses broken", len(limited)), second: "not needed"}
+}
+
+// expectPausesKept checks that no request arrived while a 429's Retry-After
+// ran, with a margin each side for requests already on their way.
+func expectPausesKept(t *testing.T, limited, arrivals []time.Time, retryAfter time.Duration) {
+	t.Helper()
+	const margin = 150 * time.Millisecond
 	for _, at := range limited {
 		var early []string
 		for _, a := range arrivals {
@@ -118,9 +138,6 @@ func rowRateLimited(t *testing.T) outcome {
 			t.Errorf("requests arrived %v after a 429 that asked for %s", early, retryAfter)
 		}
 	}
-	mu.Unlock()
-	f.expectConverged()
-	return outcome{first: fmt.Sprintf("exit 0 through %d 429s, none of the pauses broken", len(limited)), second: "not needed"}
 }
 
 // rowLoginRateLimited: the first request of the apply to GitLab's registry,
@@ -204,10 +221,7 @@ func rowUploadFailures(kind uploadKind, n int) func(t *testing.T) outcome {
 			t.Errorf("the failing apply took %s; a permanent refusal must fail the tags promptly", took.Round(time.Second))
 		}
 		tagErrors := expectTagErrorsQuote(t, errs, "GitLab", "500", message)
-		env.GitLabProxy.SetFault(nil)
-		second, diags := f.applyJSON()
-		f.expectApplied("apply after the fault was lifted", second, diags)
-		f.expectConverged()
+		f.reapplyConverges("apply after the fault was lifted")
 		return outcome{first: fmt.Sprintf("exit %d, %d tag errors quoting GitLab's 500 (%d refused)", code, tagErrors, failed.Load()), second: "exit 0"}
 	}
 }
@@ -261,53 +275,71 @@ func rowProtectedTag(challenge bool) func(t *testing.T) outcome {
 			return 0, "", false
 		})
 		code, diags := f.applyJSON()
-		errs := errorsOf(diags)
-		if code == 0 || len(errs) != 1 {
-			t.Fatalf("apply exited %d with errors %v, want one error for tag %s", code, errs, protected)
-		}
-		for _, want := range []string{`"` + protected + `"`, "PROTECTED_TAG", "insufficient permissions to push or delete protected tag", "Protected container tags"} {
-			if !strings.Contains(errs[0].Detail, want) {
-				t.Errorf("diagnostic lacks %q:\n%s", want, errs[0].Detail)
-			}
-		}
 		// Counted before skopeo, which asks for tokens of its own.
 		renewals := int64(env.GitLab.TokenRequests()) - tokensAtRefusal.Load()
-		for tag, dig := range f.want {
-			got, found := skopeoDigest(t, f.image, tag)
-			switch {
-			case tag == protected && found:
-				t.Errorf("protected tag %s reached GitLab", tag)
-			case tag != protected && got != dig:
-				t.Errorf("tag %s = %q in GitLab, want %s: the other tags must land", tag, got, dig)
-			}
-		}
 		if tokensAtRefusal.Load() < 0 || renewals > 1 {
 			t.Errorf("%d registry tokens requested after the refusal (refusal seen: %v), want at most one renewal", renewals, tokensAtRefusal.Load() >= 0)
 		}
+		f.expectOnlyTagRefused(protected, code, diags, "PROTECTED_TAG", "insufficient permissions to push or delete protected tag", "Protected container tags")
 
 		unprotect()
-		var (
-			mu      sync.Mutex
-			tagPuts []string
-		)
-		setGitLabFault(t, func(r *http.Request) (int, string, bool) {
-			if ref, ok := strings.CutPrefix(r.URL.Path, "/v2/"+f.image+"/manifests/"); ok && r.Method == http.MethodPut && !strings.HasPrefix(ref, "sha256:") {
-				mu.Lock()
-				tagPuts = append(tagPuts, ref)
-				mu.Unlock()
-			}
-			return 0, "", false
-		})
+		tagPuts := recordTagPuts(t, f)
 		second, diags := f.applyJSON()
 		f.expectApplied("apply after unprotecting", second, diags)
-		if !slices.Equal(tagPuts, []string{protected}) {
-			t.Errorf("the apply after unprotecting wrote tags %v, want only %s", tagPuts, protected)
+		if got := tagPuts(); !slices.Equal(got, []string{protected}) {
+			t.Errorf("the apply after unprotecting wrote tags %v, want only %s", got, protected)
 		}
 		f.expectConverged()
 		return outcome{
 			first:  fmt.Sprintf("exit %d, one error on %s quoting PROTECTED_TAG and its message, %d renewal(s), others landed", code, protected, renewals),
 			second: "exit 0, only " + protected + " written",
 		}
+	}
+}
+
+// expectOnlyTagRefused checks that an apply failed on tag alone, with a
+// diagnostic that names it and holds quotes, and that every other tag landed.
+func (f *fixture) expectOnlyTagRefused(tag string, code int, diags []diagnostic, quotes ...string) {
+	f.t.Helper()
+	errs := errorsOf(diags)
+	if code == 0 || len(errs) != 1 {
+		f.t.Fatalf("apply exited %d with errors %v, want one error, for tag %s", code, errs, tag)
+	}
+	for _, want := range append([]string{`"` + tag + `"`}, quotes...) {
+		if !strings.Contains(errs[0].Detail, want) {
+			f.t.Errorf("diagnostic lacks %q:\n%s", want, errs[0].Detail)
+		}
+	}
+	for other, dig := range f.want {
+		got, found := skopeoDigest(f.t, f.image, other)
+		switch {
+		case other == tag && found:
+			f.t.Errorf("refused tag %s reached GitLab", tag)
+		case other != tag && got != dig:
+			f.t.Errorf("tag %s = %q in GitLab, want %s: the other tags must land", other, got, dig)
+		}
+	}
+}
+
+// recordTagPuts records the tags (not digests) whose manifests are PUT to
+// the fixture's image from now on.
+func recordTagPuts(t *testing.T, f *fixture) func() []string {
+	var (
+		mu   sync.Mutex
+		tags []string
+	)
+	setGitLabFault(t, func(r *http.Request) (int, string, bool) {
+		if ref, ok := strings.CutPrefix(r.URL.Path, "/v2/"+f.image+"/manifests/"); ok && r.Method == http.MethodPut && !strings.HasPrefix(ref, "sha256:") {
+			mu.Lock()
+			tags = append(tags, ref)
+			mu.Unlock()
+		}
+		return 0, "", false
+	})
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(tags)
 	}
 }
 
@@ -406,7 +438,7 @@ func (s *slowBody) Read(p []byte) (int, error) {
 	n, err := s.rc.Read(p)
 	s.read += int64(n)
 	time.Sleep(time.Duration(n) * time.Second / time.Duration(s.rate))
-	if err == io.EOF && s.read >= 1<<20 {
+	if errors.Is(err, io.EOF) && s.read >= 1<<20 {
 		s.landed.Add(1)
 	}
 	return n, err
@@ -453,13 +485,13 @@ func rowInterrupted(t *testing.T) outcome {
 	if _, err := os.Stat(f.lockInfo()); err == nil {
 		t.Error("terraform left its state lock behind after Ctrl-C")
 	}
+	if text := strings.Join(strings.Fields(out), " "); !strings.Contains(text, "stopped before it finished") || strings.Contains(text, "Check the network") {
+		t.Errorf("the diagnostics of an interrupted copy should say it was stopped, not blame the network:\n%s", out)
+	}
 	recorded := f.expectStateTruthful()
-	env.GitLabProxy.SetFault(nil)
-	code, diags := f.applyJSON()
-	f.expectApplied("apply after Ctrl-C", code, diags)
-	f.expectConverged()
+	f.reapplyConverges("apply after Ctrl-C")
 	return outcome{
-		first:  fmt.Sprintf("exit %d %.1fs after SIGINT, state records %d tag(s), each in GitLab", b.code, took.Seconds(), recorded),
+		first:  fmt.Sprintf("exit %d %.1fs after SIGINT, state records %d tag(s), each in GitLab", code, took.Seconds(), recorded),
 		second: "exit 0",
 	}
 }
@@ -486,28 +518,31 @@ func rowKilled(group bool) func(t *testing.T) outcome {
 		if _, exited := b.wait(10 * time.Second); !exited {
 			t.Fatal("terraform survived SIGKILL")
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for _, pid := range plugins {
-			for alive(pid) && time.Now().Before(deadline) {
-				time.Sleep(50 * time.Millisecond)
-			}
-			if alive(pid) {
-				t.Errorf("provider process %d still running 10 s after terraform was killed", pid)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		expectGoneWithin(t, plugins, 10*time.Second)
 		// The local backend locks the state with an OS lock, which dies with
 		// the process; the lock info file it leaves behind does not stop the
 		// next run, so a user just applies again (no force-unlock).
 		_, lockLeft := os.Stat(f.lockInfo())
 		recorded := f.expectStateTruthful()
-		env.GitLabProxy.SetFault(nil)
-		code, diags := f.applyJSON()
-		f.expectApplied("apply after SIGKILL", code, diags)
-		f.expectConverged()
+		f.reapplyConverges("apply after SIGKILL")
 		return outcome{
 			first:  fmt.Sprintf("killed; %d provider process(es) gone, lock info left: %v, state records %d tag(s)", len(plugins), lockLeft == nil, recorded),
 			second: "exit 0",
+		}
+	}
+}
+
+// expectGoneWithin waits for processes to end, and kills those that do not.
+func expectGoneWithin(t *testing.T, pids []int, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for _, pid := range pids {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if alive(pid) {
+			t.Errorf("provider process %d still running %s after terraform was killed", pid, limit)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }
@@ -533,6 +568,7 @@ func rowRegistryRestarted(t *testing.T) outcome {
 	if err := env.RestartGitLabRegistry(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	env.GitLabProxy.SetFault(nil) // uploads from now on at full speed
 	code, exited := b.wait(2 * time.Minute)
 	out := b.out.String()
 	expectNoSecrets(t, "apply output", out)
@@ -549,9 +585,6 @@ func rowRegistryRestarted(t *testing.T) outcome {
 	if code != 0 {
 		first = fmt.Sprintf("exit %d, %d GitLab-side error(s)", code, len(errs))
 	}
-	env.GitLabProxy.SetFault(nil)
-	code, diags := f.applyJSON()
-	f.expectApplied("apply after the registry restart", code, diags)
-	f.expectConverged()
+	f.reapplyConverges("apply after the registry restart")
 	return outcome{first: first, second: "exit 0"}
 }

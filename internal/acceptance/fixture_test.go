@@ -2,7 +2,6 @@ package acceptance
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -100,7 +99,7 @@ func (f *fixture) layersOver(size int64) []string {
 	var out []string
 	var walk func(tagOrDigest string)
 	walk = func(tagOrDigest string) {
-		r, err := env.ECRRef(f.repo, "x")
+		r, err := env.ECRRef(f.repo, "latest")
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -285,7 +284,7 @@ type background struct {
 // start runs terraform with args in the background.
 func (w *workspace) start(args ...string) *background {
 	w.t.Helper()
-	b := &background{cmd: w.command(context.Background(), args...), out: &syncBuffer{}, done: make(chan struct{})}
+	b := &background{cmd: w.command(w.t.Context(), args...), out: &syncBuffer{}, done: make(chan struct{})}
 	b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := b.cmd.Start(); err != nil {
