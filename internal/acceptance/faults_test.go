@@ -30,6 +30,7 @@ type outcome struct {
 // every digest checked by skopeo and an empty plan. The rows share the
 // environment's fault hooks, so they run one after the other.
 func TestFaultTable(t *testing.T) {
+	skipWithoutEnv(t)
 	rows := []struct {
 		name string
 		run  func(t *testing.T) outcome

@@ -59,9 +59,7 @@ func standardImages(layer int64) []taggedSpec {
 // fresh GitLab project.
 func newFixture(t *testing.T, images []taggedSpec) *fixture {
 	t.Helper()
-	if env == nil {
-		t.Skip("TF_ACC not set: these tests need terraform, moto_server and docker-registry")
-	}
+	skipWithoutEnv(t)
 	name := uniqueName(t)
 	f := &fixture{t: t, repo: "faults/" + name, want: map[string]string{}}
 	f.project = env.GitLab.AddProject("acc/" + name).Path
