@@ -71,7 +71,7 @@ func TestFaultTable(t *testing.T) {
 
 // reapplyConverges lifts the row's GitLab fault, applies again and checks
 // that everything converged.
-func (f *fixture) reapplyConverges(what string) {
+func (f *faultFixture) reapplyConverges(what string) {
 	f.t.Helper()
 	env.GitLabProxy.SetFault(nil)
 	code, diags := f.applyJSON()
@@ -94,7 +94,7 @@ func setGitLabFault(t *testing.T, f localenv.FaultFunc) {
 // Retry-After: 1. One apply converges, and no request starts while a
 // Retry-After pause runs.
 func rowRateLimited(t *testing.T) outcome {
-	f := newFixture(t, standardImages(256<<10))
+	f := newFaultFixture(t, standardImages(256<<10))
 	const retryAfter = time.Second
 	var (
 		mu       sync.Mutex
@@ -145,7 +145,7 @@ func expectPausesKept(t *testing.T, limited, arrivals []time.Time, retryAfter ti
 // the one that asks where to log in (GET /v2/), draws 429 with Retry-After.
 // It is waited out and retried like any other request: one apply converges.
 func rowLoginRateLimited(t *testing.T) outcome {
-	f := newFixture(t, standardImages(64<<10))
+	f := newFaultFixture(t, standardImages(64<<10))
 	var requests atomic.Int32
 	var lift func()
 	setGitLabFault(t, func(r *http.Request) (int, string, bool) {
@@ -192,7 +192,7 @@ var (
 // apply after it is lifted converges.
 func rowUploadFailures(kind uploadKind, n int) func(t *testing.T) outcome {
 	return func(t *testing.T) outcome {
-		f := newFixture(t, standardImages(256<<10))
+		f := newFaultFixture(t, standardImages(256<<10))
 		message := "injected: " + kind.name + " failed"
 		var failed atomic.Int32
 		setGitLabFault(t, func(r *http.Request) (int, string, bool) {
@@ -258,7 +258,7 @@ func expectTagErrorsQuote(t *testing.T, errs []diagnostic, quotes ...string) (ta
 // tag.
 func rowProtectedTag(challenge bool) func(t *testing.T) outcome {
 	return func(t *testing.T) outcome {
-		f := newFixture(t, standardImages(256<<10))
+		f := newFaultFixture(t, standardImages(256<<10))
 		const protected = "v2"
 		opts := []localenv.TagRuleOption{localenv.InProject(f.project)}
 		if challenge {
@@ -300,7 +300,7 @@ func rowProtectedTag(challenge bool) func(t *testing.T) outcome {
 
 // expectOnlyTagRefused checks that an apply failed on tag alone, with a
 // diagnostic that names it and holds quotes, and that every other tag landed.
-func (f *fixture) expectOnlyTagRefused(tag string, code int, diags []diagnostic, quotes ...string) {
+func (f *faultFixture) expectOnlyTagRefused(tag string, code int, diags []diagnostic, quotes ...string) {
 	f.t.Helper()
 	errs := errorsOf(diags)
 	if code == 0 || len(errs) != 1 {
@@ -312,7 +312,7 @@ func (f *fixture) expectOnlyTagRefused(tag string, code int, diags []diagnostic,
 		}
 	}
 	for other, dig := range f.want {
-		got, found := skopeoDigest(f.t, f.image, other)
+		got, found := gitlabDigest(f.t, f.image, other)
 		switch {
 		case other == tag && found:
 			f.t.Errorf("refused tag %s reached GitLab", tag)
@@ -324,7 +324,7 @@ func (f *fixture) expectOnlyTagRefused(tag string, code int, diags []diagnostic,
 
 // recordTagPuts records the tags (not digests) whose manifests are PUT to
 // the fixture's image from now on.
-func recordTagPuts(t *testing.T, f *fixture) func() []string {
+func recordTagPuts(t *testing.T, f *faultFixture) func() []string {
 	var (
 		mu   sync.Mutex
 		tags []string
@@ -347,7 +347,7 @@ func recordTagPuts(t *testing.T, f *fixture) func() []string {
 // rowECRTokenExpires: every ECR registry token lapses after the third blob
 // GET; ECR answers 403 and the provider renews once, in the same apply.
 func rowECRTokenExpires(t *testing.T) outcome {
-	f := newFixture(t, standardImages(512<<10))
+	f := newFaultFixture(t, standardImages(512<<10))
 	blobs := "/v2/" + f.repo + "/blobs/sha256:"
 	var (
 		gets           atomic.Int32
@@ -375,7 +375,7 @@ func rowECRTokenExpires(t *testing.T) outcome {
 
 // rowLayerCut: S3 drops the connection halfway through one large layer.
 func rowLayerCut(t *testing.T) outcome {
-	f := newFixture(t, standardImages(2<<20))
+	f := newFaultFixture(t, standardImages(2<<20))
 	large := f.layersOver(1 << 20)
 	var cut atomic.Bool
 	env.S3.SetFault(func(r *http.Request) localenv.S3Fault {
@@ -396,7 +396,7 @@ func rowLayerCut(t *testing.T) outcome {
 
 // rowS3SlowDown: S3 answers the first three layer downloads 503 SlowDown.
 func rowS3SlowDown(t *testing.T) outcome {
-	f := newFixture(t, standardImages(512<<10))
+	f := newFaultFixture(t, standardImages(512<<10))
 	var downloads atomic.Int32
 	env.S3.SetFault(func(*http.Request) localenv.S3Fault {
 		if downloads.Add(1) <= 3 {
@@ -414,7 +414,7 @@ func rowS3SlowDown(t *testing.T) outcome {
 // slowUploads makes every blob upload to the fixture's image arrive at rate
 // bytes a second, so an apply lasts long enough to be interrupted; it
 // counts the uploads of at least 1 MiB that arrived whole.
-func slowUploads(t *testing.T, f *fixture, rate int64) *atomic.Int32 {
+func slowUploads(t *testing.T, f *faultFixture, rate int64) *atomic.Int32 {
 	var landed atomic.Int32
 	setGitLabFault(t, func(r *http.Request) (int, string, bool) {
 		if blobUploads.match(f.image, r) && r.Body != nil && r.Body != http.NoBody {
@@ -449,7 +449,7 @@ func (s *slowBody) Close() error { return s.rc.Close() }
 
 // startSlowApply starts an apply over slow uploads and returns once a large
 // layer has landed in GitLab, with the apply still running.
-func startSlowApply(t *testing.T, f *fixture, args ...string) *background {
+func startSlowApply(t *testing.T, f *faultFixture, args ...string) *background {
 	landed := slowUploads(t, f, 2<<20)
 	b := f.w.start(append([]string{"apply", "-auto-approve", "-input=false"}, args...)...)
 	if !b.waitFor(2*time.Minute, func() bool { return landed.Load() > 0 }) || b.exited() {
@@ -461,13 +461,13 @@ func startSlowApply(t *testing.T, f *fixture, args ...string) *background {
 
 // lockInfo is the local backend's lock file, left behind by a terraform
 // that did not release its lock.
-func (f *fixture) lockInfo() string { return filepath.Join(f.w.dir, ".terraform.tfstate.lock.info") }
+func (f *faultFixture) lockInfo() string { return filepath.Join(f.w.dir, ".terraform.tfstate.lock.info") }
 
 // rowInterrupted: Ctrl-C while layers are uploading. Terraform stops the
 // provider, which returns what landed; terraform exits in bounded time, the
 // state records only what GitLab holds, and the next apply converges.
 func rowInterrupted(t *testing.T) outcome {
-	f := newFixture(t, standardImages(3<<20))
+	f := newFaultFixture(t, standardImages(3<<20))
 	b := startSlowApply(t, f, "-no-color")
 	if err := b.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
@@ -503,7 +503,7 @@ func rowInterrupted(t *testing.T) outcome {
 // converges from whatever state was written.
 func rowKilled(group bool) func(t *testing.T) outcome {
 	return func(t *testing.T) outcome {
-		f := newFixture(t, standardImages(3<<20))
+		f := newFaultFixture(t, standardImages(3<<20))
 		b := startSlowApply(t, f, "-no-color")
 		plugins := providerProcesses(b.cmd.Process.Pid)
 		if len(plugins) == 0 {
@@ -564,7 +564,7 @@ func providerProcesses(pid int) []int {
 // on its port and storage while layers are uploading. The apply succeeds or
 // fails with GitLab named as the side that failed; the next converges.
 func rowRegistryRestarted(t *testing.T) outcome {
-	f := newFixture(t, standardImages(3<<20))
+	f := newFaultFixture(t, standardImages(3<<20))
 	b := startSlowApply(t, f, "-json")
 	if err := env.RestartGitLabRegistry(t.Context()); err != nil {
 		t.Fatal(err)

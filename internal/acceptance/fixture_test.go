@@ -23,9 +23,9 @@ import (
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
 
-// fixture is a test's own ECR repository, pushed with several tags, its own
+// faultFixture is a test's own ECR repository, pushed with several tags, its own
 // GitLab project, and a workspace mirroring the one into the other.
-type fixture struct {
+type faultFixture struct {
 	t         *testing.T
 	repo      string            // ECR repository
 	project   string            // GitLab project path
@@ -54,14 +54,14 @@ func standardImages(layer int64) []taggedSpec {
 	}
 }
 
-// newFixture pushes images (and "latest" as a second tag of the first one)
+// newFaultFixture pushes images (and "latest" as a second tag of the first one)
 // to a fresh ECR repository and writes a workspace that mirrors it into a
 // fresh GitLab project.
-func newFixture(t *testing.T, images []taggedSpec) *fixture {
+func newFaultFixture(t *testing.T, images []taggedSpec) *faultFixture {
 	t.Helper()
 	skipWithoutEnv(t)
 	name := uniqueName(t)
-	f := &fixture{t: t, repo: "faults/" + name, want: map[string]string{}}
+	f := &faultFixture{t: t, repo: "faults/" + name, want: map[string]string{}}
 	f.project = env.GitLab.AddProject("acc/" + name).Path
 	f.image = f.project + "/" + f.repo
 	ctx := t.Context()
@@ -91,7 +91,7 @@ resource "imagesync_gitlab_mirrored_image" "this" {
 
 // layersOver lists the digests of the fixture's layers of at least size
 // bytes, read from ECR with the environment's own client.
-func (f *fixture) layersOver(size int64) []string {
+func (f *faultFixture) layersOver(size int64) []string {
 	f.t.Helper()
 	rc := env.RegistryClient()
 	var out []string
@@ -134,7 +134,7 @@ func (f *fixture) layersOver(size int64) []string {
 
 // applyJSON runs terraform apply with machine-readable output and returns
 // its exit code and diagnostics; the output must hold no secret.
-func (f *fixture) applyJSON() (int, []diagnostic) {
+func (f *faultFixture) applyJSON() (int, []diagnostic) {
 	f.t.Helper()
 	out, code := f.w.run("apply", "-auto-approve", "-input=false", "-json")
 	expectNoSecrets(f.t, "terraform apply output", out)
@@ -176,7 +176,7 @@ func errorsOf(diags []diagnostic) []diagnostic {
 }
 
 // expectApplied fails the test unless an apply exited 0 without errors.
-func (f *fixture) expectApplied(what string, code int, diags []diagnostic) {
+func (f *faultFixture) expectApplied(what string, code int, diags []diagnostic) {
 	f.t.Helper()
 	if code != 0 || len(errorsOf(diags)) > 0 {
 		f.t.Fatalf("%s exited %d, want 0; errors: %v", what, code, errorsOf(diags))
@@ -185,15 +185,15 @@ func (f *fixture) expectApplied(what string, code int, diags []diagnostic) {
 
 // expectConverged checks every tag's and referrer's digest in GitLab with
 // skopeo, a client independent of the provider, and that a plan is empty.
-func (f *fixture) expectConverged() {
+func (f *faultFixture) expectConverged() {
 	f.t.Helper()
 	for _, tag := range slices.Sorted(maps.Keys(f.want)) {
-		if got, found := skopeoDigest(f.t, f.image, tag); got != f.want[tag] {
+		if got, found := gitlabDigest(f.t, f.image, tag); got != f.want[tag] {
 			f.t.Errorf("GitLab %s:%s = %q (found %v), want ECR's %s", f.image, tag, got, found, f.want[tag])
 		}
 	}
 	for _, r := range f.referrers {
-		if got, found := skopeoDigest(f.t, f.image, r); !found || got != r {
+		if got, found := gitlabDigest(f.t, f.image, r); !found || got != r {
 			f.t.Errorf("referrer %s not in GitLab (%q)", r, got)
 		}
 	}
@@ -204,10 +204,10 @@ func (f *fixture) expectConverged() {
 	}
 }
 
-// skopeoDigest reads a manifest from the GitLab registry with skopeo and
+// gitlabDigest reads a manifest from the GitLab registry with skopeo and
 // returns the sha256 of its bytes; found is false when the registry does
 // not have it.
-func skopeoDigest(t *testing.T, image, tagOrDigest string) (digest string, found bool) {
+func gitlabDigest(t *testing.T, image, tagOrDigest string) (digest string, found bool) {
 	t.Helper()
 	sep := ":"
 	if strings.HasPrefix(tagOrDigest, "sha256:") {
@@ -231,7 +231,7 @@ func skopeoDigest(t *testing.T, image, tagOrDigest string) (digest string, found
 
 // stateImages returns the images map of the workspace's state; ok is false
 // when the state holds no resource.
-func (f *fixture) stateImages() (images map[string]string, ok bool) {
+func (f *faultFixture) stateImages() (images map[string]string, ok bool) {
 	f.t.Helper()
 	raw := f.w.state()
 	if len(raw) == 0 {
@@ -259,11 +259,11 @@ func (f *fixture) stateImages() (images map[string]string, ok bool) {
 
 // expectStateTruthful checks that every tag the state records is in GitLab
 // with that digest: an interrupted apply may record less, never more.
-func (f *fixture) expectStateTruthful() (recorded int) {
+func (f *faultFixture) expectStateTruthful() (recorded int) {
 	f.t.Helper()
 	images, _ := f.stateImages()
 	for tag, dig := range images {
-		if got, found := skopeoDigest(f.t, f.image, tag); got != dig || dig != f.want[tag] {
+		if got, found := gitlabDigest(f.t, f.image, tag); got != dig || dig != f.want[tag] {
 			f.t.Errorf("state records %s = %s, GitLab holds %q (found %v), ECR %s", tag, dig, got, found, f.want[tag])
 		}
 	}

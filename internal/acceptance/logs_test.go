@@ -19,7 +19,7 @@ import (
 // (403, renewed) and a renewed token refused at once (403, final: the tag
 // fails). Neither the log nor the command's output may hold a secret.
 func TestTraceLogHoldsNoSecret(t *testing.T) {
-	f := newFixture(t, standardImages(512<<10))
+	f := newFaultFixture(t, standardImages(512<<10))
 	logPath := filepath.Join(t.TempDir(), "terraform-trace.log")
 	f.w.env = append(f.w.env, "TF_LOG=trace", "TF_LOG_PATH="+logPath)
 
