@@ -461,7 +461,9 @@ func startSlowApply(t *testing.T, f *faultFixture, args ...string) *background {
 
 // lockInfo is the local backend's lock file, left behind by a terraform
 // that did not release its lock.
-func (f *faultFixture) lockInfo() string { return filepath.Join(f.w.dir, ".terraform.tfstate.lock.info") }
+func (f *faultFixture) lockInfo() string {
+	return filepath.Join(f.w.dir, ".terraform.tfstate.lock.info")
+}
 
 // rowInterrupted: Ctrl-C while layers are uploading. Terraform stops the
 // provider, which returns what landed; terraform exits in bounded time, the
