@@ -74,9 +74,7 @@ type workspace struct {
 // environment's provider block plus hcl, initialised.
 func newWorkspace(t *testing.T, hcl string) *workspace {
 	t.Helper()
-	if env == nil {
-		t.Skip("TF_ACC not set: these tests need terraform, moto_server and docker-registry")
-	}
+	skipWithoutEnv(t)
 	w := &workspace{t: t, dir: t.TempDir()}
 	w.env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+cliConfig, "TF_IN_AUTOMATION=1", "TF_INPUT=0", "CHECKPOINT_DISABLE=1")
 	for k, v := range env.EnvVars() {
@@ -87,6 +85,14 @@ func newWorkspace(t *testing.T, hcl string) *workspace {
 		t.Fatalf("terraform init exited %d:\n%s", code, out)
 	}
 	return w
+}
+
+// skipWithoutEnv skips a test when TestMain started no local environment.
+func skipWithoutEnv(t *testing.T) {
+	t.Helper()
+	if env == nil {
+		t.Skip("TF_ACC not set: these tests need terraform, moto_server and docker-registry")
+	}
 }
 
 const requiredProviders = `terraform {

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -273,6 +275,17 @@ func (e *Env) ECRTokenRequests() int {
 		return 0
 	}
 	return int(e.ecrTokens.requests.Load())
+}
+
+// IssuedECRPasswords lists every registry password GetAuthorizationToken has
+// handed out, for tests that look for them where they must not be (logs).
+func (e *Env) IssuedECRPasswords() []string {
+	if e.ecrTokens == nil {
+		return nil
+	}
+	e.ecrTokens.mu.Lock()
+	defer e.ecrTokens.mu.Unlock()
+	return slices.Collect(maps.Keys(e.ecrTokens.sessions))
 }
 
 // ResetECRTokenRequests zeroes ECRTokenRequests.

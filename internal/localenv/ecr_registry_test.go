@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,9 +161,13 @@ func testECRTokenPerCall(t *testing.T, env *Env) {
 			t.Errorf("token expires in %s, want 12h", d)
 		}
 	}
+	issued := env.IssuedECRPasswords()
 	for _, pass := range []string{a, b} {
 		if resp, body := ecrDo(t, env, http.MethodGet, "/v2/web/manifests/v1.0", pass); resp.StatusCode != http.StatusOK {
 			t.Errorf("manifest GET with a fresh token: %d %s", resp.StatusCode, body)
+		}
+		if !slices.Contains(issued, pass) {
+			t.Error("IssuedECRPasswords lacks a password GetAuthorizationToken handed out")
 		}
 	}
 }
@@ -292,11 +297,19 @@ func testS3Refusals(t *testing.T, env *Env) {
 func testS3Faults(t *testing.T, env *Env) {
 	defer env.S3.SetFault(nil)
 	loc := presigned(t, env)
-	env.S3.SetFault(func(*http.Request) S3Fault { return S3SlowDown })
+	var layer string
+	env.S3.SetFault(func(r *http.Request) S3Fault {
+		repo, dig, _ := env.S3.LayerOf(r)
+		layer = repo + "@" + dig
+		return S3SlowDown
+	})
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, loc, nil)
 	resp, body := doNoRedirect(t, req)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "<Code>SlowDown</Code>") {
 		t.Fatalf("SlowDown: %d %s", resp.StatusCode, body)
+	}
+	if want, _ := seededLayer(t, env); layer != "web@"+want {
+		t.Errorf("LayerOf named %q, want web@%s", layer, want)
 	}
 	env.S3.SetFault(func(*http.Request) S3Fault { return S3CutBody })
 	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, loc, nil)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +40,8 @@ type registryRules struct {
 	rateEvery         int
 	retryAfter        time.Duration
 	seen              int
-	sha256TagsLiteral bool // false is GitLab: sha256-<hex> is the digest sha256:<hex>
+	limitedAt         []time.Time // when each 429 was sent
+	sha256TagsLiteral bool        // false is GitLab: sha256-<hex> is the digest sha256:<hex>
 
 	rateLimited, refusals, digestRefs atomic.Int64
 }
@@ -122,6 +124,14 @@ func (g *GitLab) SetSHA256TagsAsDigests(on bool) (restore func()) {
 	return func() { g.SetSHA256TagsAsDigests(prev) }
 }
 
+// RateLimitedAt returns when each 429 of RateLimitRegistry was sent, so a
+// test can see whether clients waited as Retry-After told them.
+func (g *GitLab) RateLimitedAt() []time.Time {
+	g.rules.mu.Lock()
+	defer g.rules.mu.Unlock()
+	return slices.Clone(g.rules.limitedAt)
+}
+
 // RegistryRuleCounts are what the registry rules did since start or the last
 // ResetRegistryRules.
 type RegistryRuleCounts struct {
@@ -144,6 +154,7 @@ func (g *GitLab) RegistryRuleCounts() RegistryRuleCounts {
 func (g *GitLab) ResetRegistryRules() {
 	g.rules.mu.Lock()
 	g.rules.tags, g.rules.rateEvery, g.rules.seen, g.rules.sha256TagsLiteral = nil, 0, 0, false
+	g.rules.limitedAt = nil
 	g.rules.mu.Unlock()
 	g.rules.rateLimited.Store(0)
 	g.rules.refusals.Store(0)
@@ -196,6 +207,9 @@ func (g *GitLab) rateLimit(w http.ResponseWriter) bool {
 	if every > 0 {
 		g.rules.seen++
 		limited = g.rules.seen%every == 0
+	}
+	if limited {
+		g.rules.limitedAt = append(g.rules.limitedAt, time.Now())
 	}
 	g.rules.mu.Unlock()
 	if !limited {

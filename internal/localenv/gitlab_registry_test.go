@@ -24,6 +24,7 @@ func testGitLabRegistry(t *testing.T, env *Env) {
 	t.Run("RateLimit", func(t *testing.T) { testRateLimit(t, env) })
 	t.Run("SHA256TagsAreDigests", func(t *testing.T) { testSHA256TagsAreDigests(t, env) })
 	t.Run("ImagePathDepth", func(t *testing.T) { testImagePathDepth(t, env) })
+	t.Run("Restart", func(t *testing.T) { testRestartGitLabRegistry(t, env) })
 }
 
 // glRegistry sends one request to the GitLab registry proxy with a token for
@@ -196,6 +197,9 @@ func testRateLimit(t *testing.T, env *Env) {
 	if n := env.GitLab.RegistryRuleCounts().RateLimited - before; n != 2 {
 		t.Fatalf("RateLimited counted %d, want 2", n)
 	}
+	if at := env.GitLab.RateLimitedAt(); len(at) < 2 || time.Since(at[len(at)-1]) > time.Minute {
+		t.Fatalf("RateLimitedAt = %v, want the times of the two 429s", at)
+	}
 	lift()
 	for i := range 4 {
 		if resp, body := glRegistry(t, env, http.MethodGet, "migration/images/a", "/tags/list", nil, ""); resp.StatusCode != http.StatusOK {
@@ -305,4 +309,18 @@ func glAPI(t *testing.T, env *Env, method, path string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// testRestartGitLabRegistry: the registry comes back on the same port with
+// the same storage and token configuration.
+func testRestartGitLabRegistry(t *testing.T, env *Env) {
+	const repo = "migration/images/restart"
+	raw, _, dig := pushedManifest(t, env, repo, "kept", 97)
+	if err := env.RestartGitLabRegistry(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := glRegistry(t, env, http.MethodGet, repo, "/manifests/kept", nil, "")
+	if sum := sha256.Sum256([]byte(body)); resp.StatusCode != http.StatusOK || "sha256:"+hex.EncodeToString(sum[:]) != dig {
+		t.Fatalf("after the restart, GET kept: %d, %d bytes (pushed %d, %s)", resp.StatusCode, len(body), len(raw), dig)
+	}
 }

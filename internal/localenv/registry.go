@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -84,4 +86,24 @@ func (e *Env) startGitLabRegistry(ctx context.Context, bin string, port int, gl 
 	auth := fmt.Sprintf("auth:\n  token:\n    realm: %q\n    service: %q\n    issuer: %q\n    rootcertbundle: %q\n",
 		gl.URL+"/jwt/auth", gl.Service, gl.Issuer, certPath)
 	return root, e.startRegistry(ctx, bin, "gitlab-registry", registryConfig(root, port, auth), port)
+}
+
+// RestartGitLabRegistry stops the GitLab docker-registry process (requests
+// in flight break, new ones meet a closed port) and starts it again with the
+// same configuration, port and storage, as an upgrade or a crash does.
+func (e *Env) RestartGitLabRegistry(ctx context.Context) error {
+	i := slices.IndexFunc(e.procs, func(p *proc) bool { return p.name == "gitlab-registry" })
+	if i < 0 || e.GitLabProxy == nil {
+		return errors.New("no GitLab registry process to restart (an Env from Connect owns none)")
+	}
+	old := e.procs[i]
+	if err := old.stop(); err != nil {
+		return err
+	}
+	p, err := startProc(old.name, old.logPath, nil, old.cmd.Path, old.cmd.Args[1:]...)
+	if err != nil {
+		return err
+	}
+	e.procs[i] = p
+	return p.waitReady(ctx, e.GitLabProxy.backend.JoinPath("/v2/").String(), func(s int) bool { return s == http.StatusUnauthorized })
 }

@@ -102,6 +102,16 @@ func (s *S3) SetFault(f func(r *http.Request) S3Fault) {
 	s.fault.Store(&f)
 }
 
+// LayerOf names the layer a download is for (the repository and digest ECR
+// signed the URL for), so a fault can pick its victim; ok is false for a key
+// ECR never handed out.
+func (s *S3) LayerOf(r *http.Request) (repo, digest string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	obj, ok := s.objects[strings.TrimPrefix(r.URL.Path, "/"+s.Bucket+"/")]
+	return obj.repo, obj.digest, ok
+}
+
 // Stats counts the downloads the stand-in served or refused.
 func (s *S3) Stats() Stats { return s.stats() }
 

@@ -63,7 +63,11 @@ func (g *gitlabTokens) roundTrip(base http.RoundTripper, req *http.Request) (*ht
 	scopes := scopesOf(req)
 	key := req.URL.Host + " " + strings.Join(scopes, " ")
 	tok, err := g.token(req.Context(), base, req.URL, key, scopes, nil)
-	if err != nil {
+	var busy *registryBusy
+	switch {
+	case errors.As(err, &busy):
+		return answer(req, busy.status, busy.header.Clone(), busy.body), nil
+	case err != nil:
 		return loginFailure(req, err), nil
 	}
 	resp, err := sendBearer(base, req, tok)
@@ -168,6 +172,7 @@ func (g *gitlabTokens) challenge(ctx context.Context, base http.RoundTripper, u 
 	if err != nil {
 		return nil, fmt.Errorf("asking GitLab's registry %s for its token service: %w", u.Host, err)
 	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	discard(resp)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
@@ -177,6 +182,8 @@ func (g *gitlabTokens) challenge(ctx context.Context, base http.RoundTripper, u 
 		}
 	case resp.StatusCode/100 == 2:
 		ch = nil // an open registry
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return nil, &registryBusy{status: resp.StatusCode, header: resp.Header, body: body}
 	default:
 		return nil, fmt.Errorf("GitLab's registry %s answered %s to GET /v2/", u.Host, resp.Status)
 	}
@@ -184,6 +191,20 @@ func (g *gitlabTokens) challenge(ctx context.Context, base http.RoundTripper, u 
 	g.realms[u.Host] = ch
 	g.mu.Unlock()
 	return ch, nil
+}
+
+// registryBusy is the registry answering the login ping 429 or 5xx: not a
+// refusal of the login but of the moment. The request gets that answer as
+// its own, so regclient waits (Retry-After) and retries it as it would have
+// had the request itself drawn it, and the diagnostic says what happened.
+type registryBusy struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (b *registryBusy) Error() string {
+	return fmt.Sprintf("GitLab's registry answered %d %s to GET /v2/", b.status, http.StatusText(b.status))
 }
 
 var challengeParam = regexp.MustCompile(`(\w+)="([^"]*)"`)

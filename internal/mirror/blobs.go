@@ -3,6 +3,9 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"time"
 
 	"github.com/regclient/regclient/types/descriptor"
 )
@@ -67,8 +70,12 @@ func (c *copier) placeBlob(ctx context.Context, d descriptor.Descriptor) error {
 	}
 }
 
+// maxRateLimited bounds the sends of a blob the registry answers 429.
+const maxRateLimited = 4
+
 // streamBlob streams one blob from ECR into GitLab, holding a slot of the
-// provider-wide blob semaphore.
+// provider-wide blob semaphore. A blob refused with 429 is sent again once
+// the registry's Retry-After has passed; other failures go to copyDigest.
 func (c *copier) streamBlob(ctx context.Context, d descriptor.Descriptor) error {
 	select {
 	case c.e.sem <- struct{}{}:
@@ -76,23 +83,42 @@ func (c *copier) streamBlob(ctx context.Context, d descriptor.Descriptor) error 
 		return ctx.Err()
 	}
 	defer func() { <-c.e.sem }()
-	return call(ctx, func(ctx context.Context) error {
-		rdr, err := c.rc.BlobGet(ctx, c.src, d)
-		if err != nil {
-			return fmt.Errorf("reading blob %s from ECR: %w", d.Digest, err)
+	for attempt := 1; ; attempt++ {
+		err := call(ctx, func(ctx context.Context) error { return c.sendBlob(ctx, d) })
+		answer, answered := Answer(err)
+		if !answered || answer.Status != http.StatusTooManyRequests || attempt == maxRateLimited {
+			return err
 		}
-		defer rdr.Close()
-		if _, err := c.rc.BlobPut(ctx, c.tgt, d, rdr); err != nil {
-			return transferError{fmt.Errorf("writing blob %s to GitLab: %w", d.Digest, err)}
+		// Read from ECR again only once the Retry-After has passed (regclient
+		// mostly waited it out already, before it found it cannot resend).
+		select {
+		case <-time.After(time.Until(answer.RetryAt)):
+		case <-ctx.Done():
+			return err
 		}
-		c.count(func(s *Stats) { s.BlobsCopied++; s.Bytes += d.Size })
-		return nil
-	})
+	}
+}
+
+// sendBlob reads the blob from ECR and writes it to GitLab once. Without
+// Seek, regclient neither replays a refused upload nor resends it in chunks:
+// each read the blob from ECR again, and the chunks' own retries made a
+// repository whose uploads GitLab refused take many minutes to fail.
+func (c *copier) sendBlob(ctx context.Context, d descriptor.Descriptor) error {
+	rdr, err := c.rc.BlobGet(ctx, c.src, d)
+	if err != nil {
+		return fmt.Errorf("reading blob %s from ECR: %w", d.Digest, err)
+	}
+	defer rdr.Close()
+	if _, err := c.rc.BlobPut(ctx, c.tgt, d, struct{ io.Reader }{rdr}); err != nil {
+		return transferError{fmt.Errorf("writing blob %s to GitLab: %w", d.Digest, err)}
+	}
+	c.count(func(s *Stats) { s.BlobsCopied++; s.Bytes += d.Size })
+	return nil
 }
 
 // transferError is a blob stream that broke on the way: whatever the
-// registry answered afterwards (regclient's fallback to a chunked upload on
-// a dead upload session draws a 404), streaming it again may well work.
+// registry answered afterwards (a dead upload session draws a 404),
+// streaming it again may well work.
 type transferError struct{ err error }
 
 func (t transferError) Error() string { return t.err.Error() }

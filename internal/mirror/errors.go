@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/regclient/regclient/types/errs"
 
@@ -43,6 +45,8 @@ type RegistryError struct {
 	Code    string
 	Message string
 	Detail  string
+	// RetryAt is when the registry asked to be asked again (Retry-After).
+	RetryAt time.Time
 }
 
 func (e *RegistryError) Error() string {
@@ -68,6 +72,9 @@ const maxErrorBody = 64 << 10
 // for regclient) and decodes the registry's JSON error list or S3's XML error.
 func registryErrorFrom(side Side, req *http.Request, resp *http.Response) *RegistryError {
 	re := &RegistryError{Side: side, Method: req.Method, Host: req.URL.Host, Path: req.URL.Path, Status: resp.StatusCode}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		re.RetryAt = time.Now().Add(time.Duration(secs) * time.Second)
+	}
 	if resp.Body == nil || req.Method == http.MethodHead {
 		return re
 	}

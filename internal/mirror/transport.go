@@ -3,6 +3,7 @@ package mirror
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -83,6 +84,9 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		side = t.redirectedFrom(req)
 		resp, err = t.base.RoundTrip(req)
 	}
+	if err == nil {
+		normalizeRetryAfter(resp)
+	}
 	if rec := recorderFrom(req.Context()); rec != nil && side != "" && !isUploadCancel(req) {
 		switch {
 		case err != nil:
@@ -92,9 +96,6 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		case resp.StatusCode < 300:
 			rec.record(nil)
 		}
-	}
-	if err == nil {
-		normalizeRetryAfter(resp)
 	}
 	return resp, err
 }
@@ -169,10 +170,15 @@ func discard(resp *http.Response) {
 // cannot work (GitLab bans an address after 300 failed logins a minute).
 func loginFailure(req *http.Request, err error) *http.Response {
 	body, _ := json.Marshal(map[string]any{"errors": []map[string]string{{"code": "UNAUTHORIZED", "message": redact.Text(err.Error())}}})
+	return answer(req, http.StatusUnauthorized, http.Header{"Content-Type": {"application/json"}}, body)
+}
+
+// answer is a response to req made here rather than by the registry.
+func answer(req *http.Request, status int, header http.Header, body []byte) *http.Response {
 	return &http.Response{
-		Status: "401 Unauthorized", StatusCode: http.StatusUnauthorized,
+		Status: fmt.Sprintf("%d %s", status, http.StatusText(status)), StatusCode: status,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"application/json"}},
+		Header:        header,
 		Body:          io.NopCloser(bytes.NewReader(body)),
 		ContentLength: int64(len(body)),
 		Request:       req,

@@ -204,6 +204,32 @@ func TestGitLabRefusedLoginAskedOnce(t *testing.T) {
 	}
 }
 
+// TestGitLabLoginPingRateLimited: a 429 to the ping that finds the token
+// service is the request's own answer, Retry-After included (regclient waits
+// and retries it), not a refused login; the next request logs in.
+func TestGitLabLoginPingRateLimited(t *testing.T) {
+	f := newFakeGitLabRegistry(t)
+	var pings atomic.Int32
+	registry := f.srv.Config.Handler
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" && pings.Add(1) == 1 {
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"too many requests"}]}`)
+			return
+		}
+		registry.ServeHTTP(w, r)
+	})
+	rt := f.transport()
+	resp, rec := f.put(t, rt, "v1")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "7" || rec.last == nil || rec.last.Code != "TOOMANYREQUESTS" {
+		t.Fatalf("answer %d Retry-After %q, recorded %+v; want GitLab's 429 as it was sent", resp.StatusCode, resp.Header.Get("Retry-After"), rec.last)
+	}
+	if resp, _ := f.put(t, rt, "v1"); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the request after the 429 answered %d", resp.StatusCode)
+	}
+}
+
 func TestScopesOfMount(t *testing.T) {
 	req := httptest.NewRequest(http.MethodPost, "http://r/v2/g/p/a/blobs/uploads/?mount=sha256:1&from=g/p/b", nil)
 	got := strings.Join(scopesOf(req), " ")

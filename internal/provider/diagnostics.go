@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/regclient/regclient/types/errs"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
 	"github.com/imagesync/terraform-provider-imagesync/internal/gitlab"
@@ -22,10 +23,17 @@ func failureDetail(doing string, err error, redactor *redact.Redactor) string {
 	return fmt.Sprintf("Error while %s. %s\n\nOriginal Error: %s", doing, sideHint(err), redactor.String(err.Error()))
 }
 
-// sideHint names the registry that failed and what to look at there.
+// sideHint names the registry that failed and what to look at there, or
+// says that the apply stopped, when that is why.
 func sideHint(err error) string {
 	answer, answered := mirror.Answer(err)
 	switch side := mirror.SideOf(err); {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "The copy ran out of time (the resource's timeouts). Raise timeouts.create or timeouts.update for a " +
+			"repository this large, or apply again: only what is still missing is copied."
+	case errors.Is(err, context.Canceled), errors.Is(err, errs.ErrCanceled):
+		return "The copy was stopped before it finished (Ctrl-C, or Terraform stopping the provider). Apply again: " +
+			"only what is still missing is copied."
 	case side == mirror.SideGitLab && answered && answer.Refused():
 		return fmt.Sprintf("GitLab's registry refused it (%d %s). If the tag is protected or immutable, check the "+
 			"project's Settings > Packages and registries > Container registry > Protected container tags and immutable "+

@@ -17,14 +17,18 @@ const Mask = "REDACTED"
 
 // Patterns match secrets by their shape wherever they appear; tflog masks use
 // them too, so a log line is cleaned before it is written.
+//
+// A value must be longer than Mask (every real one is), so that text already
+// redacted is left as it is: tflog's masks, which run after the redactor,
+// would otherwise turn "X-Amz-Signature=REDACTED" into "***".
 var Patterns = []*regexp.Regexp{
 	// Pre-signed URL parameters; the value ends at a separator or a quote
 	// (a URL inside an error message is quoted, inside JSON it is escaped).
-	regexp.MustCompile(`(?i)X-Amz-(?:Signature|Security-Token|Credential)(?:=|%3D)[^&\s"'<>\\]+`),
+	regexp.MustCompile(`(?i)X-Amz-(?:Signature|Security-Token|Credential)(?:=|%3D)[^&\s"'<>\\]{9,}`),
 	// JSON Web Tokens: three base64url parts, the first an encoded '{"'.
 	regexp.MustCompile(`eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*`),
 	// Credentials of an Authorization header.
-	regexp.MustCompile(`(?i)\b(?:Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{8,}`),
+	regexp.MustCompile(`(?i)\b(?:Basic|Bearer)\s+[A-Za-z0-9+/=._~-]{9,}`),
 }
 
 // Text removes the secrets that Patterns recognise.

@@ -25,6 +25,13 @@ func TestText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := Text(tt.in)
+		// tflog's masks apply Patterns again after the redactor: what it
+		// left must not match, or the log says "***" instead of what it removed.
+		for _, p := range Patterns {
+			if m := p.FindString(got); m != "" {
+				t.Errorf("Text(%q) = %q, which pattern %s matches again at %q", tt.in, got, p, m)
+			}
+		}
 		for _, f := range tt.forbidden {
 			if strings.Contains(got, f) {
 				t.Errorf("Text(%q) = %q still holds %q", tt.in, got, f)
