@@ -201,8 +201,12 @@ func Answer(err error) (*RegistryError, bool) {
 // lapsed, or the connection broke.
 func isTransient(err error) bool {
 	if errors.As(err, new(transferError)) {
+		// A stream cannot be sent twice, so a 401 on it was not resent: the
+		// transport has renewed the token meanwhile, and the copy's next
+		// attempt uses it. (Tag rules refuse manifests, never blobs.) A 403
+		// is a missing right, and final.
 		re, ok := Answer(err)
-		return !ok || !re.Refused()
+		return !ok || re.Status != http.StatusForbidden
 	}
 	if re, ok := Answer(err); ok {
 		switch {

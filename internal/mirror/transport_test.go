@@ -352,6 +352,7 @@ func TestErrorClasses(t *testing.T) {
 		{"not found", answer(SideGitLab, 404, "MANIFEST_UNKNOWN"), false},
 		{"broken stream", transferError{io.ErrUnexpectedEOF}, true},
 		{"blob upload refused", transferError{answer(SideGitLab, 403, "DENIED")}, false},
+		{"blob upload with a lapsed token", transferError{answer(SideGitLab, 401, "UNAUTHORIZED")}, true},
 		{"cancelled", context.Canceled, false},
 	}
 	for _, tt := range tests {
