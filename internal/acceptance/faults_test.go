@@ -41,6 +41,7 @@ func TestFaultTable(t *testing.T) {
 		{"500_on_every_blob_PUT", rowUploadFailures(blobUploads, -1)},
 		{"500_on_manifest_PUTs_3_times", rowUploadFailures(manifestPuts, 3)},
 		{"500_on_every_manifest_PUT", rowUploadFailures(manifestPuts, -1)},
+		{"500s_on_a_referrer_PUT", rowReferrerPutFails},
 		{"protected_tag", rowProtectedTag(false)},
 		{"protected_tag_with_challenge", rowProtectedTag(true)},
 		{"ECR_token_refused_403_mid_copy", rowECRTokenExpires},
@@ -225,6 +226,32 @@ func rowUploadFailures(kind uploadKind, n int) func(t *testing.T) outcome {
 		f.reapplyConverges("apply after the fault was lifted")
 		return outcome{first: fmt.Sprintf("exit %d, %d tag errors quoting GitLab's 500 (%d refused)", code, tagErrors, failed.Load()), second: "exit 0"}
 	}
+}
+
+// rowReferrerPutFails: GitLab answers 500 to the PUT of a signature (copied
+// last, after its image) more often than regclient resends one request (3
+// sends here, measured: 3 failures fail the apply without the engine's own
+// retry): the copy is tried again in the same apply, as a tag's would be.
+func rowReferrerPutFails(t *testing.T) outcome {
+	const referrerPutFailures = 3
+	f := newFaultFixture(t, standardImages(64<<10))
+	if len(f.referrers) == 0 {
+		t.Fatal("the fixture has no referrer")
+	}
+	var failed atomic.Int32
+	setGitLabFault(t, func(r *http.Request) (int, string, bool) {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/manifests/"+f.referrers[0]) && failed.Add(1) <= referrerPutFailures {
+			return http.StatusInternalServerError, faultBody("UNKNOWN", "injected: referrer PUT failed"), true
+		}
+		return 0, "", false
+	})
+	code, diags := f.applyJSON()
+	f.expectApplied(fmt.Sprintf("apply with a referrer's PUT failing %d times", referrerPutFailures), code, diags)
+	if failed.Load() <= referrerPutFailures {
+		t.Fatalf("the referrer's PUT was sent %d times, want %d failures and another try", failed.Load(), referrerPutFailures)
+	}
+	f.expectConverged()
+	return outcome{first: fmt.Sprintf("exit 0, the referrer copied again after %d 500s", failed.Load()-1), second: "not needed"}
 }
 
 // expectTagErrorsQuote checks that every failed tag's diagnostic holds each

@@ -34,7 +34,7 @@ func (c *copier) copyBlob(ctx context.Context, d descriptor.Descriptor) error {
 }
 
 func (c *copier) placeBlob(ctx context.Context, d descriptor.Descriptor) error {
-	if err := call(ctx, func(ctx context.Context) error { _, err := c.rc.BlobHead(ctx, c.tgt, d); return err }); err == nil {
+	if err := call(ctx, SideGitLab, func(ctx context.Context) error { _, err := c.rc.BlobHead(ctx, c.tgt, d); return err }); err == nil {
 		c.e.blobs.remember(d.Digest.String(), c.tgt)
 		c.count(func(s *Stats) { s.BlobsSkipped++ })
 		return nil
@@ -57,7 +57,7 @@ func (c *copier) placeBlob(ctx context.Context, d descriptor.Descriptor) error {
 			}
 		case from != nil:
 			mountTried = true
-			if err := call(ctx, func(ctx context.Context) error { return c.rc.BlobMount(ctx, *from, c.tgt, d) }); err == nil {
+			if err := call(ctx, SideGitLab, func(ctx context.Context) error { return c.rc.BlobMount(ctx, *from, c.tgt, d) }); err == nil {
 				c.e.blobs.remember(d.Digest.String(), c.tgt)
 				c.count(func(s *Stats) { s.BlobsMounted++ })
 				return nil
@@ -84,7 +84,7 @@ func (c *copier) streamBlob(ctx context.Context, d descriptor.Descriptor) error 
 	}
 	defer func() { <-c.e.sem }()
 	for attempt := 1; ; attempt++ {
-		err := call(ctx, func(ctx context.Context) error { return c.sendBlob(ctx, d) })
+		err := call(ctx, SideGitLab, func(ctx context.Context) error { return c.sendBlob(ctx, d) })
 		answer, answered := Answer(err)
 		if !answered || answer.Status != http.StatusTooManyRequests || attempt == maxRateLimited {
 			return err
@@ -106,14 +106,34 @@ func (c *copier) streamBlob(ctx context.Context, d descriptor.Descriptor) error 
 func (c *copier) sendBlob(ctx context.Context, d descriptor.Descriptor) error {
 	rdr, err := c.rc.BlobGet(ctx, c.src, d)
 	if err != nil {
-		return fmt.Errorf("reading blob %s from ECR: %w", d.Digest, err)
+		return fmt.Errorf("reading blob %s from ECR: %w", d.Digest, sideErr(SideECR, err))
 	}
 	defer rdr.Close()
-	if _, err := c.rc.BlobPut(ctx, c.tgt, d, struct{ io.Reader }{rdr}); err != nil {
+	src := &sourceReader{r: rdr}
+	if _, err := c.rc.BlobPut(ctx, c.tgt, d, src); err != nil {
+		if src.err != nil {
+			err = &SideError{Side: SideECR, Err: fmt.Errorf("the download broke off: %w", src.err)}
+		}
 		return transferError{fmt.Errorf("writing blob %s to GitLab: %w", d.Digest, err)}
 	}
 	c.count(func(s *Stats) { s.BlobsCopied++; s.Bytes += d.Size })
 	return nil
+}
+
+// sourceReader keeps the error of the ECR download under an upload, so a
+// download that breaks off is blamed on ECR, not on GitLab. It has no Seek:
+// see sendBlob.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
 }
 
 // transferError is a blob stream that broke on the way: whatever the

@@ -140,9 +140,9 @@ func recorderFrom(ctx context.Context) *recorder {
 	return r
 }
 
-// call runs one regclient operation and, when it fails, attaches what the
-// registry answered.
-func call(ctx context.Context, op func(context.Context) error) error {
+// call runs one regclient operation against side's registry and, when it
+// fails, attaches what the registry answered, or else which side failed.
+func call(ctx context.Context, side Side, op func(context.Context) error) error {
 	rec := &recorder{}
 	err := op(context.WithValue(ctx, recorderKey{}, rec))
 	if err == nil {
@@ -151,10 +151,13 @@ func call(ctx context.Context, op func(context.Context) error) error {
 	rec.mu.Lock()
 	last := rec.last
 	rec.mu.Unlock()
-	if last == nil {
+	switch {
+	case last != nil:
+		return &callError{answer: last, err: err}
+	case SideOf(err) != "" || ctx.Err() != nil:
 		return err
 	}
-	return &callError{answer: last, err: err}
+	return &SideError{Side: side, Err: err}
 }
 
 // callError is a failed regclient call with the registry's own answer.
@@ -173,8 +176,17 @@ type SideError struct {
 	Err  error
 }
 
-func (s *SideError) Error() string { return redact.Text(fmt.Sprintf("%s: %v", s.Side, s.Err)) }
+// Error is the failure itself; diagnostics name the side from Side.
+func (s *SideError) Error() string { return redact.Text(s.Err.Error()) }
 func (s *SideError) Unwrap() error { return s.Err }
+
+// sideErr marks err as side's unless it names a side already.
+func sideErr(side Side, err error) error {
+	if SideOf(err) != "" {
+		return err
+	}
+	return &SideError{Side: side, Err: err}
+}
 
 // SideOf tells which side an error came from; "" when it cannot tell.
 func SideOf(err error) Side {

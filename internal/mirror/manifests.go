@@ -29,7 +29,7 @@ type copier struct {
 // manifest GET and PUT; otherwise the digest is copied whole.
 func (c *copier) copyTagged(ctx context.Context, dig, tag string) error {
 	var held manifest.Manifest
-	err := call(ctx, func(ctx context.Context) (err error) {
+	err := call(ctx, SideGitLab, func(ctx context.Context) (err error) {
 		held, err = c.rc.ManifestGet(ctx, c.tgt.SetDigest(dig))
 		return err
 	})
@@ -52,7 +52,7 @@ func (c *copier) copyTagged(ctx context.Context, dig, tag string) error {
 // and returns its manifest, not yet written to the target.
 func (c *copier) copyContent(ctx context.Context, dig string) (manifest.Manifest, error) {
 	var m manifest.Manifest
-	err := call(ctx, func(ctx context.Context) (err error) {
+	err := call(ctx, SideECR, func(ctx context.Context) (err error) {
 		m, err = c.rc.ManifestGet(ctx, c.src.SetDigest(dig))
 		return err
 	})
@@ -106,7 +106,7 @@ func (c *copier) copySubject(ctx context.Context, m manifest.Manifest) error {
 		return nil
 	}
 	dig := subject.Digest.String()
-	err = call(ctx, func(ctx context.Context) error { _, err := c.rc.ManifestHead(ctx, c.tgt.SetDigest(dig)); return err })
+	err = call(ctx, SideGitLab, func(ctx context.Context) error { _, err := c.rc.ManifestHead(ctx, c.tgt.SetDigest(dig)); return err })
 	switch {
 	case err == nil:
 		return nil
@@ -128,7 +128,7 @@ func (c *copier) missingChildren(ctx context.Context, m manifest.Manifest) ([]de
 	}
 	var missing []descriptor.Descriptor
 	for _, d := range list {
-		err := call(ctx, func(ctx context.Context) error {
+		err := call(ctx, SideGitLab, func(ctx context.Context) error {
 			_, err := c.rc.ManifestHead(ctx, c.tgt.SetDigest(d.Digest.String()))
 			return err
 		})
@@ -179,7 +179,7 @@ func (c *copier) putManifest(ctx context.Context, r ref.Ref, m manifest.Manifest
 	case r.Digest != "":
 		opts = append(opts, regclient.WithManifestChild()) // a platform of an index
 	}
-	err := call(ctx, func(ctx context.Context) error { return c.rc.ManifestPut(ctx, r, m, opts...) })
+	err := call(ctx, SideGitLab, func(ctx context.Context) error { return c.rc.ManifestPut(ctx, r, m, opts...) })
 	if err != nil {
 		return fmt.Errorf("writing manifest %s to GitLab: %w", r.CommonName(), err)
 	}

@@ -151,24 +151,13 @@ func (e *Engine) mirrorTags(ctx context.Context, c *copier, byDigest map[string]
 	_ = g.Wait()
 }
 
-// copyDigest copies dig under tags[0], retrying what failed on the way, then
-// puts the same manifest bytes under the other tags.
+// copyDigest copies dig under tags[0], trying again what failed on the
+// way, then puts the same manifest bytes under the other tags.
 func (e *Engine) copyDigest(ctx context.Context, c *copier, dig string, tags []string) (Stats, []string, map[string]error) {
 	start := time.Now()
-	var (
-		st  Stats
-		err error
-		top *copier
-	)
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		top = &copier{e: e, rc: c.rc, src: c.src, tgt: c.tgt}
-		err = top.copyTagged(ctx, dig, tags[0])
-		st.add(top.stats)
-		if err == nil || ctx.Err() != nil || !isTransient(err) {
-			break
-		}
-		e.cfg.Logger(ctx, "copy interrupted; trying again", map[string]any{"target": c.tgt.SetTag(tags[0]).CommonName(), "attempt": attempt, "error": err.Error()})
-	}
+	top, st, err := e.withRetries(ctx, c, c.tgt.SetTag(tags[0]).CommonName(), func(cp *copier) error {
+		return cp.copyTagged(ctx, dig, tags[0])
+	})
 	failed := map[string]error{}
 	if err != nil {
 		for _, t := range tags {
@@ -187,6 +176,27 @@ func (e *Engine) copyDigest(ctx context.Context, c *copier, dig string, tags []s
 	st.Digests, st.Tags = 1, len(landed)
 	e.logCopied(ctx, c, dig, landed, st, time.Since(start))
 	return st, landed, failed
+}
+
+// withRetries runs op on a fresh copier, once more when it fails on the way
+// (throttling past regclient's own retries, a 5xx, a broken stream); each
+// attempt skips what landed. It returns the last copier and all stats.
+func (e *Engine) withRetries(ctx context.Context, c *copier, what string, op func(*copier) error) (*copier, Stats, error) {
+	var (
+		st  Stats
+		cp  *copier
+		err error
+	)
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		cp = &copier{e: e, rc: c.rc, src: c.src, tgt: c.tgt}
+		err = op(cp)
+		st.add(cp.stats)
+		if err == nil || ctx.Err() != nil || !isTransient(err) {
+			break
+		}
+		e.cfg.Logger(ctx, "copy interrupted; trying again", map[string]any{"target": what, "attempt": attempt, "error": err.Error()})
+	}
+	return cp, st, err
 }
 
 func (e *Engine) logCopied(ctx context.Context, c *copier, dig string, tags []string, st Stats, took time.Duration) {
@@ -242,11 +252,10 @@ func (e *Engine) copyReferrers(ctx context.Context, c *copier, refs []string, re
 			continue
 		}
 		g.Go(func() error {
-			cp := &copier{e: e, rc: c.rc, src: c.src, tgt: c.tgt}
-			cerr := cp.copyByDigest(ctx, r)
+			_, st, cerr := e.withRetries(ctx, c, c.tgt.SetDigest(r).CommonName(), func(cp *copier) error { return cp.copyByDigest(ctx, r) })
 			mu.Lock()
 			defer mu.Unlock()
-			res.Stats.add(cp.stats)
+			res.Stats.add(st)
 			if cerr != nil {
 				res.ReferrerFailed[r] = fmt.Errorf("copying referrer %s to %s: %w", r, c.tgt.CommonName(), cerr)
 				return nil

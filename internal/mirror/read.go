@@ -52,7 +52,7 @@ func (e *Engine) ListTags(ctx context.Context, image string) ([]string, error) {
 		return nil, err
 	}
 	var tags []string
-	err = call(ctx, func(ctx context.Context) error {
+	err = call(ctx, SideGitLab, func(ctx context.Context) error {
 		tl, err := e.client().TagList(ctx, base)
 		if err != nil {
 			return err
@@ -81,7 +81,7 @@ func (e *Engine) headAll(ctx context.Context, keys []string, refOf func(string) 
 		g.Go(func() error {
 			r := refOf(key)
 			var dig string
-			err := call(ctx, func(ctx context.Context) error {
+			err := call(ctx, SideGitLab, func(ctx context.Context) error {
 				m, err := rc.ManifestHead(ctx, r, regclient.WithManifestRequireDigest())
 				if err == nil {
 					dig = m.GetDescriptor().Digest.String()

@@ -66,7 +66,7 @@ func (e *Engine) SourceReferrers(ctx context.Context, source string, subjects []
 func (e *Engine) listReferrers(ctx context.Context, src ref.Ref, subject string) ([]string, error) {
 	rc := e.client()
 	var rl referrer.ReferrerList
-	err := call(ctx, func(ctx context.Context) (err error) {
+	err := call(ctx, SideECR, func(ctx context.Context) (err error) {
 		rl, err = rc.ReferrerList(ctx, src.SetDigest(subject))
 		return err
 	})
@@ -98,7 +98,7 @@ func (e *Engine) fallbackTagIsNotAnIndex(ctx context.Context, rc *regclient.RegC
 		return false
 	}
 	var m manifest.Manifest
-	err = call(ctx, func(ctx context.Context) (err error) {
+	err = call(ctx, SideECR, func(ctx context.Context) (err error) {
 		m, err = rc.ManifestHead(ctx, tag)
 		return err
 	})
@@ -124,7 +124,7 @@ func (e *Engine) tagSchemeUsable(ctx context.Context, rc *regclient.RegClient, t
 		return false
 	}
 	var got manifest.Manifest
-	err = call(ctx, func(ctx context.Context) (err error) {
+	err = call(ctx, SideGitLab, func(ctx context.Context) (err error) {
 		got, err = rc.ManifestHead(ctx, tag, regclient.WithManifestRequireDigest())
 		return err
 	})
