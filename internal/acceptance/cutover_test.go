@@ -40,17 +40,6 @@ func push(t *testing.T, repo, tag string, spec localenv.ImageSpec) localenv.Imag
 	return img
 }
 
-// skopeoDigest reads a manifest from GitLab's registry with skopeo, a client
-// independent of the provider; found is false when the registry lacks it.
-func skopeoDigest(t *testing.T, image, tagOrDigest string) (digest string, found bool) {
-	t.Helper()
-	digest, found, err := env.GitLabDigest(context.Background(), image, tagOrDigest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return digest, found
-}
-
 // fixture makes a test's GitLab project and ECR repository name.
 func fixture(t *testing.T, kind string) (project, repo string) {
 	t.Helper()
@@ -61,7 +50,7 @@ func fixture(t *testing.T, kind string) (project, repo string) {
 func expectGitLab(t *testing.T, image string, want map[string]string) {
 	t.Helper()
 	for tag, dig := range want {
-		if got, found := skopeoDigest(t, image, tag); !found || got != dig {
+		if got, found := gitlabDigest(t, image, tag); !found || got != dig {
 			t.Errorf("%s:%s in GitLab is %q (found %v), want %s", image, tag, got, found, dig)
 		}
 	}
@@ -154,7 +143,7 @@ func TestCutover_destroyKeepsTagsPushedAgain(t *testing.T) {
 	}
 	out := w.mustRun(0, "destroy", "-auto-approve", "-input=false", "-no-color")
 	mustMatch(t, out, `(?s)Warning: GitLab Tag Kept.*`+regexp.QuoteMeta(project+"/"+repo)+`:v2.*`+native.Digest)
-	if _, found := skopeoDigest(t, project+"/"+repo, "v1"); found {
+	if _, found := gitlabDigest(t, project+"/"+repo, "v1"); found {
 		t.Error("v1, which the resource copied, survived the destroy")
 	}
 	expectGitLab(t, project+"/"+repo, map[string]string{"v2": native.Digest})
@@ -181,7 +170,7 @@ func TestCutover_importAdoptsWhatGitLabHolds(t *testing.T) {
 	w.apply()
 	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
 	w.mustRun(0, "destroy", "-auto-approve", "-input=false", "-no-color")
-	if _, found := skopeoDigest(t, project+"/"+repo, "v1"); found {
+	if _, found := gitlabDigest(t, project+"/"+repo, "v1"); found {
 		t.Error("the imported tag was not deleted: the import should adopt what GitLab held")
 	}
 }
@@ -211,7 +200,7 @@ func TestCutover_ecrSwitchedOff(t *testing.T) {
 	mustMatch(t, out, `(?s)Warning: ECR Not Readable: Source Tags Unknown Until Apply`)
 	// Destroy works (its first step, a plan, finds ECR unreadable and goes on).
 	w.mustRun(0, "destroy", "-auto-approve", "-input=false", "-no-color")
-	if _, found := skopeoDigest(t, project+"/"+repo, "v1"); found {
+	if _, found := gitlabDigest(t, project+"/"+repo, "v1"); found {
 		t.Error("destroy did not delete v1")
 	}
 }
@@ -223,7 +212,7 @@ func TestCutover_referrersArrivingLater(t *testing.T) {
 	// copy_referrers off first: the existing signature stays behind.
 	w := newWorkspace(t, mirrorConfig(repo, project, "  copy_referrers = false"))
 	w.apply()
-	if _, found := skopeoDigest(t, project+"/"+repo, signed.ReferrerDigest); found {
+	if _, found := gitlabDigest(t, project+"/"+repo, signed.ReferrerDigest); found {
 		t.Fatal("a referrer was copied with copy_referrers = false")
 	}
 	// Switched on: the plan shows the signature, apply copies it by digest.
@@ -384,7 +373,7 @@ func TestCutover_taggedReferrerWithoutItsImage(t *testing.T) {
 	w := newWorkspace(t, mirrorConfig(repo, project, `  tag_regex = "^signature$"`))
 	w.apply()
 	expectGitLab(t, project+"/"+repo, map[string]string{"signature": img.ReferrerDigest, img.Digest: img.Digest})
-	if _, found := skopeoDigest(t, project+"/"+repo, "image"); found {
+	if _, found := gitlabDigest(t, project+"/"+repo, "image"); found {
 		t.Error("the tag image was copied though tag_regex leaves it out")
 	}
 }

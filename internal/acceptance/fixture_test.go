@@ -2,8 +2,6 @@ package acceptance
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -209,24 +207,11 @@ func (f *faultFixture) expectConverged() {
 // not have it.
 func gitlabDigest(t *testing.T, image, tagOrDigest string) (digest string, found bool) {
 	t.Helper()
-	sep := ":"
-	if strings.HasPrefix(tagOrDigest, "sha256:") {
-		sep = "@"
-	}
-	cmd := exec.CommandContext(t.Context(), "skopeo", "inspect", "--raw", "--tls-verify=false",
-		"--creds", "root:"+env.GitLabToken,
-		"docker://"+env.GitLabRegistryHost+"/"+image+sep+tagOrDigest)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	digest, found, err := env.GitLabDigest(t.Context(), image, tagOrDigest)
 	if err != nil {
-		if strings.Contains(stderr.String(), "manifest unknown") || strings.Contains(stderr.String(), "not found") {
-			return "", false
-		}
-		t.Fatalf("skopeo inspect %s%s%s: %v: %s", image, sep, tagOrDigest, err, stderr.String())
+		t.Fatal(err)
 	}
-	sum := sha256.Sum256(out)
-	return "sha256:" + hex.EncodeToString(sum[:]), true
+	return digest, found
 }
 
 // stateImages returns the images map of the workspace's state; ok is false

@@ -2,13 +2,10 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -473,20 +470,11 @@ func checkGitLabDigests(t *testing.T, repo *Repo, want map[string]map[string]str
 
 func gitlabDigest(t *testing.T, repo *Repo, image, tag string) (string, bool) {
 	t.Helper()
-	env := repo.runner.Env
-	cmd := exec.CommandContext(t.Context(), "skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", "root:"+env.GitLabToken,
-		"docker://"+env.GitLabRegistryHost+"/"+strings.ToLower(repo.Project.Path)+"/"+image+":"+tag)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	digest, found, err := repo.runner.Env.GitLabDigest(t.Context(), strings.ToLower(repo.Project.Path)+"/"+image, tag)
 	if err != nil {
-		if strings.Contains(stderr.String(), "manifest unknown") || strings.Contains(stderr.String(), "not found") {
-			return "", false
-		}
-		t.Fatalf("skopeo inspect %s:%s: %v: %s", image, tag, err, stderr.String())
+		t.Fatal(err)
 	}
-	sum := sha256.Sum256(out)
-	return "sha256:" + hex.EncodeToString(sum[:]), true
+	return digest, found
 }
 
 // stateImages reads, from the state GitLab stores, each mirrored repository's images.
