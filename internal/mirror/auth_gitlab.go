@@ -34,9 +34,11 @@ type gitlabTokens struct {
 	loginErr map[string]error      // realm -> why GitLab refused the login, asked once
 }
 
-// challenge is a registry's Bearer challenge: where to get a token.
+// challenge is a registry's challenge: where to get a token, or (basic) that
+// the user and token go with every request, as a plain registry asks.
 type challenge struct {
 	realm, service string
+	basic          bool
 }
 
 // bearer is one registry token.
@@ -46,6 +48,8 @@ type bearer struct {
 	// replacedRefused: this token replaced one the registry refused; if it is
 	// refused too the refusal stands (protected tags refuse every token).
 	replacedRefused bool
+	// basic: no token; the user and token go as HTTP Basic.
+	basic bool
 }
 
 func newGitLabTokens(user func(context.Context) string, password string, base http.RoundTripper) *gitlabTokens {
@@ -70,7 +74,7 @@ func (g *gitlabTokens) roundTrip(base http.RoundTripper, req *http.Request) (*ht
 	case err != nil:
 		return loginFailure(req, err), nil
 	}
-	resp, err := sendBearer(base, req, tok)
+	resp, err := g.send(base, req, tok)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized || tok == nil {
 		return resp, err
 	}
@@ -80,7 +84,7 @@ func (g *gitlabTokens) roundTrip(base http.RoundTripper, req *http.Request) (*ht
 		renewed, rerr := g.token(req.Context(), base, req.URL, key, scopes, tok)
 		if rerr == nil && canResend {
 			discard(resp)
-			resp, err = sendBearer(base, again(req), renewed)
+			resp, err = g.send(base, again(req), renewed)
 			if err != nil || resp.StatusCode != http.StatusUnauthorized {
 				return resp, err
 			}
@@ -92,13 +96,28 @@ func (g *gitlabTokens) roundTrip(base http.RoundTripper, req *http.Request) (*ht
 	return resp, nil
 }
 
-func sendBearer(base http.RoundTripper, req *http.Request, tok *bearer) (*http.Response, error) {
+func (g *gitlabTokens) send(base http.RoundTripper, req *http.Request, tok *bearer) (*http.Response, error) {
 	if tok == nil {
 		return base.RoundTrip(req)
 	}
 	r := req.Clone(req.Context())
-	r.Header.Set("Authorization", "Bearer "+tok.value)
+	if tok.basic {
+		r.SetBasicAuth(g.username(req.Context()), g.password)
+	} else {
+		r.Header.Set("Authorization", "Bearer "+tok.value)
+	}
 	return base.RoundTrip(r)
+}
+
+// username is the user name for the token service, asked once.
+func (g *gitlabTokens) username(ctx context.Context) string {
+	g.userOnce.Do(func() {
+		g.userName = "imagesync"
+		if g.user != nil {
+			g.userName = g.user(ctx)
+		}
+	})
+	return g.userName
 }
 
 // repositoryPath finds the repository in a registry API path such as
@@ -140,6 +159,9 @@ func (g *gitlabTokens) token(ctx context.Context, base http.RoundTripper, u *url
 		if err != nil || ch == nil {
 			return (*bearer)(nil), err
 		}
+		if ch.basic {
+			return &bearer{basic: true, replacedRefused: true, renewAt: time.Now().Add(24 * time.Hour)}, nil
+		}
 		tok, err := g.fetch(ctx, ch, scopes)
 		if err != nil {
 			return nil, err
@@ -176,9 +198,9 @@ func (g *gitlabTokens) challenge(ctx context.Context, base http.RoundTripper, u 
 	discard(resp)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		ch = parseBearerChallenge(resp.Header.Values("WWW-Authenticate"))
+		ch = parseChallenge(resp.Header.Values("WWW-Authenticate"))
 		if ch == nil {
-			return nil, fmt.Errorf("GitLab's registry %s asks for a login but names no Bearer token service", u.Host)
+			return nil, fmt.Errorf("GitLab's registry %s asks for a login but names neither a Bearer token service nor Basic", u.Host)
 		}
 	case resp.StatusCode/100 == 2:
 		ch = nil // an open registry
@@ -209,9 +231,13 @@ func (b *registryBusy) Error() string {
 
 var challengeParam = regexp.MustCompile(`(\w+)="([^"]*)"`)
 
-func parseBearerChallenge(headers []string) *challenge {
+func parseChallenge(headers []string) *challenge {
+	var basic *challenge
 	for _, h := range headers {
 		scheme, params, _ := strings.Cut(strings.TrimSpace(h), " ")
+		if strings.EqualFold(scheme, "Basic") {
+			basic = &challenge{basic: true}
+		}
 		if !strings.EqualFold(scheme, "Bearer") {
 			continue
 		}
@@ -228,7 +254,7 @@ func parseBearerChallenge(headers []string) *challenge {
 			return ch
 		}
 	}
-	return nil
+	return basic
 }
 
 // errLoginRefused is GitLab refusing the user and token themselves.
@@ -281,18 +307,14 @@ func (g *gitlabTokens) tokenRequest(ctx context.Context, ch *challenge, scopes [
 		q.Add("scope", s)
 	}
 	q.Set("client_id", "terraform-provider-imagesync")
+	user := g.username(ctx)
+	q.Set("account", user) // as docker login sends it
 	u.RawQuery = q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}
-	g.userOnce.Do(func() {
-		g.userName = "imagesync"
-		if g.user != nil {
-			g.userName = g.user(ctx)
-		}
-	})
-	req.SetBasicAuth(g.userName, g.password)
+	req.SetBasicAuth(user, g.password)
 	return req, nil
 }
 

@@ -361,3 +361,29 @@ func TestErrorClasses(t *testing.T) {
 		}
 	}
 }
+
+// A registry that asks for HTTP Basic (a plain registry in front of
+// GitLab's API) gets the user and token on every request, no token service.
+func TestGitLabBasicChallenge(t *testing.T) {
+	var unauthorized atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, pass, ok := r.BasicAuth(); !ok || user != "root" || pass != "glpat-secret" {
+			unauthorized.Add(1)
+			w.Header().Set("WWW-Authenticate", `Basic realm="registry"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	f := &fakeGitLabRegistry{srv: srv}
+	rt := f.transport()
+	for range 2 {
+		if resp, _ := f.put(t, rt, "v1"); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT answered %d", resp.StatusCode)
+		}
+	}
+	if n := unauthorized.Load(); n != 1 {
+		t.Errorf("%d requests without credentials, want only the ping", n)
+	}
+}
