@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -298,6 +297,3 @@ func referrerOrder(planned map[string][]string, tagged map[string]bool) []string
 	}
 	return order
 }
-
-// ErrNotFound reports a repository or manifest the registry does not have.
-var ErrNotFound = errors.New("not found in the registry")

@@ -63,7 +63,7 @@ type planInput struct {
 // change, so a drift check is never green without ECR, while refresh,
 // destroy (whose first step is such a plan) and removal keep working. A new
 // resource gets the error.
-func ecrUnreadable(plan *mirroredImageModel, in planInput, err error, diags *diag.Diagnostics, errDiag diag.Diagnostic) {
+func ecrUnreadable(plan *mirroredImageModel, in planInput, diags *diag.Diagnostics, errDiag diag.Diagnostic) {
 	if in.prior == nil || !in.prior.SourceRepository.Equal(plan.SourceRepository) {
 		diags.Append(errDiag)
 		return
@@ -74,7 +74,6 @@ func ecrUnreadable(plan *mirroredImageModel, in planInput, err error, diags *dia
 			"need only GitLab.\n\n%s: %s", plan.SourceRepository.ValueString(), errDiag.Summary(), errDiag.Detail()))
 	plan.Images = types.MapUnknown(types.StringType)
 	plan.Referrers = types.MapUnknown(referrersType.ElemType)
-	_ = err
 }
 
 // checkDefaultTargetImage refuses a source name GitLab cannot take as the
@@ -121,7 +120,7 @@ func (r *mirroredImageResource) planImages(ctx context.Context, plan *mirroredIm
 	}
 	images, leftOut, err := r.sourceImages(ctx, *plan)
 	if err != nil {
-		ecrUnreadable(plan, in, err, diags, sourceDiag(plan.SourceRepository.ValueString(), err))
+		ecrUnreadable(plan, in, diags, sourceDiag(plan.SourceRepository.ValueString(), err))
 		return
 	}
 	if len(leftOut) > 0 {
@@ -203,7 +202,7 @@ func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirrore
 	}
 	refs, err := r.sourceReferrers(ctx, *plan)
 	if err != nil {
-		ecrUnreadable(plan, in, err, diags, diag.NewAttributeErrorDiagnostic(path.Root("referrers"), "Cannot List Referrers in ECR",
+		ecrUnreadable(plan, in, diags, diag.NewAttributeErrorDiagnostic(path.Root("referrers"), "Cannot List Referrers in ECR",
 			failureDetail(fmt.Sprintf("listing the signatures and SBOMs of %q in ECR", plan.SourceRepository.ValueString()), err, r.data.redactor)))
 		return
 	}
