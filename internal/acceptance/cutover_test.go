@@ -405,3 +405,32 @@ resource "imagesync_gitlab_mirrored_image" "m" {
 	w.apply()
 	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
 }
+
+// ECR refuses its registry token at apply, after the plan was made: the
+// apply says so, records only what GitLab holds, and the next one converges.
+// (With copy_referrers on, the plan Terraform makes again at apply needs the
+// token already and fails there, naming the same permission.)
+func TestCutover_ecrLoginRefusedAtApply(t *testing.T) {
+	project, repo := fixture(t, "login-refused")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{})
+	w := newWorkspace(t, mirrorConfig(repo, project, "  copy_referrers = false"))
+	w.mustRun(0, "plan", "-input=false", "-no-color", "-out=plan.tfplan")
+	env.ECRAPIProxy.SetFault(func(r *http.Request) (int, string, bool) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetAuthorizationToken") {
+			return http.StatusBadRequest, `{"__type":"AccessDeniedException","message":"injected: not authorized to perform ecr:GetAuthorizationToken"}`, true
+		}
+		return 0, "", false
+	})
+	t.Cleanup(func() { env.ECRAPIProxy.SetFault(nil) })
+	out, code := w.run("apply", "-input=false", "-no-color", "plan.tfplan")
+	if code == 0 {
+		t.Fatalf("apply without an ECR registry token succeeded:\n%s", out)
+	}
+	mustMatch(t, out, `(?s)Error: Cannot Log In to the ECR Registry.*ecr:GetAuthorizationToken`)
+	if strings.Contains(out, "inconsistent result") || strings.Contains(out, "panic") {
+		t.Errorf("the failed apply left Terraform an inconsistent result:\n%s", out)
+	}
+	env.ECRAPIProxy.SetFault(nil)
+	w.apply()
+	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
+}
