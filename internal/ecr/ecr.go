@@ -66,6 +66,10 @@ type Client struct {
 	cred  Credential
 	tags  map[string]cachedTags
 	clock func() time.Time
+	// defaultAccount is the account of the caller's own registry, once a
+	// listing of it told: the data source caches tags under the account a
+	// repository names, and a resource that names no registry must find them.
+	defaultAccount string
 }
 
 // Credential is what the ECR registry accepts: user AWS and a token that lasts 12 hours.
@@ -200,6 +204,11 @@ func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, erro
 		}
 	}
 	sort.Slice(repos, func(i, j int) bool { return repos[i].Name < repos[j].Name })
+	if c.registry(f.RegistryID) == nil && len(repos) > 0 && repos[0].RegistryID != "" {
+		c.mu.Lock()
+		c.defaultAccount = repos[0].RegistryID
+		c.mu.Unlock()
+	}
 	// Tags of several repositories at once: a plan over hundreds of
 	// repositories waits on these calls, and ECR allows far more than this.
 	errs := make([]error, len(repos))
@@ -250,8 +259,12 @@ func (c *Client) Tags(ctx context.Context, registryID, repository string, tagFil
 }
 
 func (c *Client) allTags(ctx context.Context, registryID, repository string) (map[string]string, error) {
-	key := aws.ToString(c.registry(registryID)) + "/" + repository
 	c.mu.Lock()
+	account := aws.ToString(c.registry(registryID))
+	if account == "" {
+		account = c.defaultAccount
+	}
+	key := account + "/" + repository
 	hit, ok := c.tags[key]
 	c.mu.Unlock()
 	if ok && c.clock().Sub(hit.at) < tagCacheTTL {
