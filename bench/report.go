@@ -382,10 +382,12 @@ func replaceSection(doc, name, body string) string {
 	return strings.TrimRight(doc, "\n") + "\n\n" + section
 }
 
+// oneLine shortens a failure to one line, keeping its end: a command's
+// own error comes last in its output.
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 400 {
-		s = s[:400] + "..."
+	if len(s) > 600 {
+		s = "..." + s[len(s)-600:]
 	}
 	return s
 }

@@ -192,7 +192,7 @@ func (b *bench) allRunners() []toolRunner {
 		{name: "regsync", label: "`regsync once`, sequential (no `parallel`, the default)", prepare: b.prepareRegsync(0)},
 		{name: "regsync-8", label: fmt.Sprintf("`regsync once`, `parallel: %d` in defaults", parallelism), prepare: b.prepareRegsync(parallelism)},
 		{name: "crane", label: "`crane copy`, one tag at a time", prepare: b.prepareCrane(1)},
-		{name: "crane-8", label: fmt.Sprintf("`crane copy`, %d tags at a time", parallelism), prepare: b.prepareCrane(parallelism)},
+		{name: "crane-8", label: fmt.Sprintf("`crane copy`, %d repositories at a time (a repository's tags one after another)", parallelism), prepare: b.prepareCrane(parallelism)},
 	}
 }
 
@@ -589,7 +589,7 @@ func (b *bench) writeRegsyncConfig(path, project string, repos []repoW, parallel
 // ---- crane ----
 
 // prepareCrane copies tag by tag, one crane copy per tag as a seed
-// pipeline's loop does, procs at a time.
+// pipeline's loop does, procs repositories at a time.
 func (b *bench) prepareCrane(procs int) func(ctx context.Context, dir, project string) (runSteps, error) {
 	return func(ctx context.Context, dir, project string) (runSteps, error) {
 		cfgDir := filepath.Join(dir, "docker")
@@ -605,15 +605,22 @@ func (b *bench) prepareCrane(procs int) func(ctx context.Context, dir, project s
 				return runSteps{}, err
 			}
 		}
+		// A repository's tags one after another: two crane processes
+		// pushing the same blobs into one repository at once make
+		// distribution 2.8 refuse a manifest (DIGEST_INVALID,
+		// MANIFEST_BLOB_UNKNOWN), so parallel copies go to different
+		// repositories, as a loop run with xargs -P would.
 		var jobs []func(context.Context) error
 		for _, r := range b.w.repos {
-			for _, tag := range r.tags {
-				jobs = append(jobs, func(ctx context.Context) error {
-					_, err := b.runCmd(ctx, dir, env, logPath, b.tools.crane, "copy", "--insecure",
-						ecrHost+"/"+r.name+":"+tag, b.env.GitLabRegistryHost+"/"+project+"/"+r.name+":"+tag)
-					return err
-				})
-			}
+			jobs = append(jobs, func(ctx context.Context) error {
+				for _, tag := range r.tags {
+					if _, err := b.runCmd(ctx, dir, env, logPath, b.tools.crane, "copy", "--insecure",
+						ecrHost+"/"+r.name+":"+tag, b.env.GitLabRegistryHost+"/"+project+"/"+r.name+":"+tag); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		}
 		copyAll := step{name: "crane copy", run: func(ctx context.Context) error { return inPool(ctx, procs, jobs) }}
 		return runSteps{cold: []step{copyAll}, rerun: copyAll}, nil
