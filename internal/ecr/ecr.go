@@ -233,13 +233,13 @@ func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, erro
 // listConcurrency bounds the ListImages calls in flight for one listing.
 const listConcurrency = 8
 
-// tagCacheTTL is how long a repository's tag list is reused. One plan reads
-// each repository through the data source and again in every resource's plan;
-// the cache makes that one ListImages walk per repository per plan.
-const tagCacheTTL = 2 * time.Minute
-
+// cachedTags is a repository's tag list, kept for the life of the client:
+// one provider process serves one Terraform operation, and one plan reads
+// each repository through the data source and again in every resource's
+// plan. Kept for the whole plan, not for a fixed time: a plan of thousands
+// of repositories outlasts any fixed lifetime, and the same repositories
+// were then listed twice.
 type cachedTags struct {
-	at   time.Time
 	tags map[string]string
 }
 
@@ -267,7 +267,7 @@ func (c *Client) allTags(ctx context.Context, registryID, repository string) (ma
 	key := account + "/" + repository
 	hit, ok := c.tags[key]
 	c.mu.Unlock()
-	if ok && c.clock().Sub(hit.at) < tagCacheTTL {
+	if ok {
 		return hit.tags, nil
 	}
 	images, err := c.listTags(ctx, registryID, repository)
@@ -275,7 +275,7 @@ func (c *Client) allTags(ctx context.Context, registryID, repository string) (ma
 		return nil, err
 	}
 	c.mu.Lock()
-	c.tags[key] = cachedTags{at: c.clock(), tags: images}
+	c.tags[key] = cachedTags{tags: images}
 	c.mu.Unlock()
 	return images, nil
 }
