@@ -54,10 +54,18 @@ func (c *counters) requestAction(method, target string) {
 		if c.byAction == nil {
 			c.byAction = map[string]int64{}
 		}
-		_, action, _ := strings.Cut(target, ".")
-		c.byAction[action]++
+		c.byAction[awsAction(target)]++
 	}
 	c.mu.Unlock()
+}
+
+// awsAction is the operation an X-Amz-Target names: the part after the
+// service prefix, or the whole header when it has none.
+func awsAction(target string) string {
+	if _, action, ok := strings.Cut(target, "."); ok {
+		return action
+	}
+	return target
 }
 
 func (c *counters) stats() Stats {
