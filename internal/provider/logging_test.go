@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -108,5 +109,30 @@ func TestSlogHandlerBelowFloorNotWritten(t *testing.T) {
 	text := out.String()
 	if strings.Contains(text, "headers") || !strings.Contains(text, "reg http request") {
 		t.Fatalf("log with the floor at regclient's INFO:\n%s", text)
+	}
+}
+
+// With no log level set for Terraform, the provider's loggers are turned
+// off, except one the user set; with TF_LOG set, none is touched.
+func TestSilenceUnreadLogs(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want map[string]string
+	}{
+		{"nothing set", map[string]string{}, map[string]string{
+			"TF_LOG_SDK": "OFF", "TF_LOG_SDK_PROTO": "OFF", "TF_LOG_SDK_FRAMEWORK": "OFF", "TF_LOG_PROVIDER_IMAGESYNC": "OFF"}},
+		{"a level the user set is kept", map[string]string{"TF_LOG_SDK_FRAMEWORK": "trace"}, map[string]string{
+			"TF_LOG_SDK": "OFF", "TF_LOG_SDK_PROTO": "OFF", "TF_LOG_SDK_FRAMEWORK": "trace", "TF_LOG_PROVIDER_IMAGESYNC": "OFF"}},
+		{"TF_LOG set", map[string]string{"TF_LOG": "debug"}, map[string]string{"TF_LOG": "debug"}},
+		{"TF_LOG_PROVIDER set", map[string]string{"TF_LOG_PROVIDER": "trace"}, map[string]string{"TF_LOG_PROVIDER": "trace"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := maps.Clone(c.env)
+			SilenceUnreadLogs(func(k string) string { return env[k] }, func(k, v string) error { env[k] = v; return nil })
+			if !maps.Equal(env, c.want) {
+				t.Errorf("environment = %v, want %v", env, c.want)
+			}
+		})
 	}
 }
