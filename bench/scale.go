@@ -23,6 +23,7 @@ type stageResult struct {
 	coldUse, noopUse  map[string]usage
 	stateBytes        int64
 	profiles          map[string]*profile // step -> CPU profile (with -perf)
+	alone             *aloneResult        // Terraform alone at the same size
 }
 
 // sampleEvery is the RSS/CPU sampling interval of long runs.
@@ -76,6 +77,12 @@ func (b *bench) stage(ctx context.Context, name string, w *workload, profiled bo
 		return nil, fmt.Errorf("%s regsync check: %w", name, err)
 	}
 	logf("%s: regsync check %.2fs", name, res.check.secs)
+
+	if res.alone, err = b.terraformAlone(ctx, name, w); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	logf("%s: terraform alone (terraform_data) cold %.2fs (plan %.2fs, apply %.2fs), no-op plan %.2fs",
+		name, res.alone.cold(), res.alone.plan, res.alone.apply, res.alone.noop)
 	return res, nil
 }
 
@@ -179,6 +186,9 @@ type scaleResult struct {
 	stages []*stageResult
 	rounds []*shardRound
 	w      *workload
+	// partial names the last step finished while the run is still going;
+	// "" once it is complete.
+	partial string
 }
 
 // scaleMain pushes W, 10x W and 100x W in stages, measuring the provider
@@ -207,6 +217,7 @@ func (b *bench) scaleMain(ctx context.Context) error {
 		}
 		st.seeding = pushed
 		res.stages = append(res.stages, st)
+		b.writePartial(fmt.Sprintf("stage %s", st.name))
 	}
 	b.w = res.w
 	for _, atOnce := range []int{1, b.o.shardsAtOnce} {
@@ -215,8 +226,21 @@ func (b *bench) scaleMain(ctx context.Context) error {
 			return err
 		}
 		res.rounds = append(res.rounds, round)
+		if atOnce == 1 {
+			b.writePartial(round.name())
+		}
 	}
+	res.partial = ""
 	return b.writeReport(b.scaleReport())
+}
+
+// writePartial writes the report so far, marked as such: a run of an hour
+// that is stopped still leaves the stages it finished.
+func (b *bench) writePartial(after string) {
+	b.scale.partial = after
+	if err := b.writeReport(b.scaleReport()); err != nil {
+		logf("scale: writing the partial report: %v", err)
+	}
 }
 
 // findPerf is perf's path, or "" when it cannot profile here.
@@ -238,6 +262,9 @@ func (b *bench) scaleReport() string {
 	base := res.stages[0]
 	p("## Scale-out to 100x W (`make bench BENCH_FLAGS=-scale`), %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	b.header(p)
+	if res.partial != "" {
+		p("**Partial run**: written after %s; the later stages and rounds had not finished.\n\n", res.partial)
+	}
 	p("Workload: W = %d repositories x %d tags, with small layers so 100x W fits the disk several times (base %d x %s "+
 		"shared by all, own layer %s per platform, 2 images per repository, every 4th a 2-platform index); pushed in stages "+
 		"of 1x, 10x and 100x W (%d repositories, %d tags, %s unique). Each stage copies the whole workload so far cold with "+
@@ -290,6 +317,7 @@ func (b *bench) scaleReport() string {
 		useRow(r.name()+" cold", r.cold.secs, r.coldUse)
 		useRow(r.name()+" no-op", r.noop.secs, r.noopUse)
 	}
+	b.aloneReport(p)
 	big := res.stages[len(res.stages)-1]
 	p("\n100x W in one state and in %d shards (wall time of the round; per-tag = wall / %d tags):\n\n", b.o.shards, big.tags)
 	p("| 100x W | cold wall s | cold ms/tag | ratio to 1x | no-op wall s | no-op ms/tag | ratio to 1x | no-op registry requests / tag | shards' cold s (min-max) |\n")

@@ -370,8 +370,12 @@ data "imagesync_ecr_repositories" "all" {
   shard_count = var.shard_count
 }
 
+locals {
+  repositories = { for r in data.imagesync_ecr_repositories.all.repositories : r.name => r }
+}
+
 resource "imagesync_gitlab_mirrored_image" "mirror" {
-  for_each = { for r in data.imagesync_ecr_repositories.all.repositories : r.name => r }
+  for_each = local.repositories
 
   source_repository = each.key
   gitlab_project    = var.gitlab_project
