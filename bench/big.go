@@ -40,12 +40,13 @@ func (b *bench) bigRun(ctx context.Context) (*bigResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	if err := b.tfDir(ctx, dir, p.Path, []string{repo}); err != nil {
+	if err := b.tfDir(ctx, dir, tfVars{project: p.Path, prefix: "big-"}); err != nil {
 		return nil, err
 	}
 	sampler := newRSSSampler()
 	stop := sampler.start(50 * time.Millisecond)
-	s, err := b.measure(ctx, func(ctx context.Context) error { return b.tfApply(ctx, dir) })
+	plan, apply, _ := b.tfSteps(dir)
+	s, _, err := b.measureSteps(ctx, []step{plan, apply})
 	stop()
 	if err != nil {
 		return nil, err
@@ -59,17 +60,27 @@ func (b *bench) bigRun(ctx context.Context) (*bigResult, error) {
 	return res, nil
 }
 
-// rssSampler polls /proc for terraform-provider processes whose parent is a
-// terraform process started by this bench (other terraform runs on the
-// machine are not ours) and keeps the highest VmHWM / VmRSS.
+// rssSampler polls /proc for the terraform and terraform-provider
+// processes that descend from this bench (other terraform runs on the
+// machine are not ours) and keeps each kind's highest VmHWM / VmRSS and
+// the CPU time of every process it saw.
 type rssSampler struct {
 	mu      sync.Mutex
-	peakKB  int64
+	peakKB  map[string]int64         // kind -> kB
+	ticks   map[string]map[int]int64 // kind -> pid -> utime+stime, last seen
 	samples int
 	self    int
 }
 
-func newRSSSampler() *rssSampler { return &rssSampler{self: os.Getpid()} }
+// Process kinds the sampler tells apart.
+const (
+	kindTerraform = "terraform"
+	kindProvider  = "provider"
+)
+
+func newRSSSampler() *rssSampler {
+	return &rssSampler{self: os.Getpid(), peakKB: map[string]int64{}, ticks: map[string]map[int]int64{}}
+}
 
 func (s *rssSampler) start(every time.Duration) (stop func()) {
 	done := make(chan struct{})
@@ -91,6 +102,16 @@ func (s *rssSampler) start(every time.Duration) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
+func processKind(comm string) string {
+	switch comm = strings.TrimSpace(comm); {
+	case comm == "terraform":
+		return kindTerraform
+	case strings.HasPrefix(comm, "terraform-provi"):
+		return kindProvider
+	}
+	return ""
+}
+
 func (s *rssSampler) sample() {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -102,16 +123,21 @@ func (s *rssSampler) sample() {
 			continue
 		}
 		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err != nil || !strings.HasPrefix(string(comm), "terraform-provi") {
+		if err != nil {
 			continue
 		}
-		if !s.descendant(pid) {
+		kind := processKind(string(comm))
+		if kind == "" || !s.descendant(pid) {
 			continue
 		}
-		kb := statusKB(pid)
+		kb, ticks := statusKB(pid), cpuTicks(pid)
 		s.mu.Lock()
 		s.samples++
-		s.peakKB = max(s.peakKB, kb)
+		s.peakKB[kind] = max(s.peakKB[kind], kb)
+		if s.ticks[kind] == nil {
+			s.ticks[kind] = map[int]int64{}
+		}
+		s.ticks[kind][pid] = max(s.ticks[kind][pid], ticks)
 		s.mu.Unlock()
 	}
 }
@@ -171,28 +197,71 @@ func statusKB(pid int) int64 {
 	return best
 }
 
+// cpuTicks is utime+stime of pid in clock ticks (/proc/PID/stat).
+func cpuTicks(pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	return parseStatTicks(string(raw))
+}
+
+// parseStatTicks reads fields 14 and 15 (utime, stime) of a /proc/PID/stat
+// line; the command name in field 2 may hold spaces, so fields count from
+// its closing parenthesis.
+func parseStatTicks(stat string) int64 {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
+}
+
+// clockTicks is USER_HZ, 100 on Linux.
+const clockTicks = 100
+
+// usage is what the sampler saw of one kind of process.
+type usage struct {
+	peakKB  int64
+	cpuSecs float64
+	procs   int
+}
+
+func (s *rssSampler) usage(kind string) usage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := usage{peakKB: s.peakKB[kind], procs: len(s.ticks[kind])}
+	for _, t := range s.ticks[kind] {
+		u.cpuSecs += float64(t) / clockTicks
+	}
+	return u
+}
+
 func (s *rssSampler) result() (int64, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.peakKB, s.samples
+	return s.peakKB[kindProvider], s.samples
 }
 
 type tenxResult struct {
 	baseTags, tenTags int
-	baseSecs, tenSecs float64
+	baseSecs          float64
+	cold, noop, check sample
 	err               error
 }
 
-// tenxRun pushes the rest of a ten times bigger workload and copies all of
-// it cold with the provider; W's number is the provider's cold median.
+// tenxRun pushes the rest of a ten times bigger workload, copies all of it
+// cold with the provider, then runs the no-op plan and regsync check on the
+// finished mirror; W's number is the provider's cold median.
 func (b *bench) tenxRun(ctx context.Context) (*tenxResult, error) {
-	var prov *toolResult
-	for _, r := range b.results {
-		if r.tool == "provider" {
-			prov = r
-		}
-	}
-	if prov == nil || len(prov.cold) == 0 {
+	prov := b.result("provider")
+	if prov == nil {
 		return nil, fmt.Errorf("no provider cold run on W to compare with")
 	}
 	n := len(b.w.repos)
@@ -204,26 +273,12 @@ func (b *bench) tenxRun(ctx context.Context) (*tenxResult, error) {
 	}
 	logf("10x: pushed in %s", time.Since(t0).Round(time.Second))
 	all := &workload{repos: append(append([]repoW{}, b.w.repos...), extra.repos...)}
-	p := b.env.GitLab.AddProject("bench/tenx")
-	dir := filepath.Join(b.work, "runs", "tenx")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	if err := b.tfDir(ctx, dir, p.Path, all.names()); err != nil {
-		return nil, err
-	}
-	s, err := b.measure(ctx, func(ctx context.Context) error { return b.tfApply(ctx, dir) })
+	st, err := b.stage(ctx, "tenx", all, false)
 	if err != nil {
 		return nil, err
 	}
-	if probs := b.verify(ctx, all, p.ImagePrefix); len(probs) > 0 {
-		return nil, fmt.Errorf("10x copy incomplete: %d problems, first: %s", len(probs), probs[0])
-	}
-	res := &tenxResult{
-		baseTags: b.w.tagCount(), tenTags: all.tagCount(),
-		baseSecs: median(secsOf(prov.cold)), tenSecs: s.secs,
-	}
-	logf("10x: %.2fs for %d tags", res.tenSecs, res.tenTags)
+	res := &tenxResult{baseTags: b.w.tagCount(), tenTags: all.tagCount(), baseSecs: median(secsOf(prov.cold)),
+		cold: st.cold, noop: st.noop, check: st.check}
+	logf("10x: %.2fs for %d tags", res.cold.secs, res.tenTags)
 	return res, nil
 }

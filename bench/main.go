@@ -28,11 +28,13 @@ import (
 )
 
 type options struct {
-	repos, tags, runs, scale int
-	big, small, tenx         bool
-	out                      string
-	tools                    string
-	verbose                  bool
+	repos, tags, runs       int
+	big, small, tenx, scale bool
+	shards, shardsAtOnce    int
+	seedParallel            int
+	out                     string
+	tools                   string
+	verbose                 bool
 
 	// Layer sizes, set from -small.
 	baseLayerSize, ownLayerSize, bigLayerSize int64
@@ -40,15 +42,18 @@ type options struct {
 
 func main() {
 	var o options
-	flag.IntVar(&o.repos, "repos", 40, "ECR repositories in the workload (before -scale)")
+	flag.IntVar(&o.repos, "repos", 40, "ECR repositories in the workload W (-scale pushes 100 times as many)")
 	flag.IntVar(&o.tags, "tags", 4, "tags per repository (2 distinct digests per repository)")
 	flag.IntVar(&o.runs, "runs", 3, "cold runs per tool (the median is reported)")
-	flag.IntVar(&o.scale, "scale", 1, "multiplies the repository count")
+	flag.BoolVar(&o.scale, "scale", false, "the scale-out run: 100x W in tags with small layers, one state and shards, instead of the peers")
+	flag.IntVar(&o.shards, "shards", 8, "with -scale: shards of the 100x workload")
+	flag.IntVar(&o.shardsAtOnce, "shards-at-once", 2, "with -scale: shards run at the same time in the parallel round")
+	flag.IntVar(&o.seedParallel, "seed-parallel", 8, "repositories pushed to the local ECR at once")
 	flag.BoolVar(&o.big, "big", true, "also measure the provider's peak RSS copying one 1 GiB layer")
 	flag.BoolVar(&o.small, "small", false, "quick smoke run: 4 repositories, small layers, 1 run, 64 MiB big layer")
 	flag.BoolVar(&o.tenx, "tenx", false, "also run the provider cold on ten times the workload (expensive)")
-	flag.StringVar(&o.out, "out", "bench/results/latest.md", "markdown report file")
-	flag.StringVar(&o.tools, "tools", "provider,skopeo,regsync,crane", "comma-separated tools to run")
+	flag.StringVar(&o.out, "out", "bench/results/latest.md", "markdown report file; each mode (W, -scale, -small) replaces only its own section")
+	flag.StringVar(&o.tools, "tools", "provider,provider-noref,skopeo,skopeo-8,regsync,regsync-8,crane,crane-8", "comma-separated tools to run")
 	flag.BoolVar(&o.verbose, "v", false, "print the tools' output")
 	flag.Parse()
 
@@ -65,8 +70,13 @@ func main() {
 		}
 		o.baseLayerSize, o.ownLayerSize, o.bigLayerSize = 1<<20, 256<<10, 64<<20
 	}
-	if o.repos < 1 || o.tags < 1 || o.runs < 1 || o.scale < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -repos, -tags, -runs and -scale must be at least 1")
+	if o.scale {
+		// 100x W must fit this machine's disk several times over (one copy
+		// in ECR, three in GitLab): small own layers, a small shared base.
+		o.baseLayerSize, o.ownLayerSize = 1<<20, 100<<10
+	}
+	if o.repos < 1 || o.tags < 1 || o.runs < 1 || o.shards < 1 || o.shardsAtOnce < 1 || o.seedParallel < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -repos, -tags, -runs, -shards, -shards-at-once and -seed-parallel must be at least 1")
 		os.Exit(2)
 	}
 
@@ -84,6 +94,7 @@ func logf(format string, args ...any) {
 }
 
 func run(ctx context.Context, o options) (err error) {
+	started := time.Now()
 	root, err := os.Getwd()
 	if err != nil {
 		return err
@@ -119,7 +130,10 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}()
 
-	b := &bench{o: o, env: env, tools: tl, work: work}
+	b := &bench{o: o, env: env, tools: tl, work: work, started: started}
+	if o.scale {
+		return b.scaleMain(ctx)
+	}
 	return b.main(ctx)
 }
 
@@ -130,23 +144,27 @@ type bench struct {
 	work  string
 	w     *workload
 
+	started time.Time
+	seeding time.Duration
+
 	results []*toolResult
 	wire    *wireResult
 	big     *bigResult
 	tenx    *tenxResult
+	scale   *scaleResult
 }
 
 func (b *bench) main(ctx context.Context) error {
-	n := b.o.repos * b.o.scale
+	n := b.o.repos
 	logf("generating the workload: %d repositories x %d tags", n, b.o.tags)
 	t0 := time.Now()
 	w, err := b.generate(ctx, 0, n)
 	if err != nil {
 		return fmt.Errorf("workload: %w", err)
 	}
-	b.w = w
+	b.w, b.seeding = w, time.Since(t0)
 	logf("workload ready in %s: %d repositories, %d tags, %d distinct images, %s unique",
-		time.Since(t0).Round(time.Second), len(w.repos), w.tagCount(), len(w.images), mb(w.unique))
+		b.seeding.Round(time.Second), len(w.repos), w.tagCount(), len(w.images), mb(w.unique))
 
 	selected := map[string]bool{}
 	for _, t := range splitList(b.o.tools) {
@@ -156,7 +174,7 @@ func (b *bench) main(ctx context.Context) error {
 	for _, r := range b.allRunners() {
 		if selected[r.name] {
 			runners = append(runners, r)
-			b.results = append(b.results, &toolResult{tool: r.name})
+			b.results = append(b.results, &toolResult{tool: r.name, label: r.label})
 		}
 	}
 	// Runs are interleaved (run 1 of every tool, then run 2...) so a slow
@@ -192,18 +210,39 @@ func (b *bench) main(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	report := b.report()
+	return b.writeReport(b.report())
+}
+
+// writeReport prints the report and puts it into its mode's section of the
+// report file, keeping the other modes' sections.
+func (b *bench) writeReport(report string) error {
 	fmt.Print(report)
-	if b.o.out != "" {
-		if err := os.MkdirAll(filepath.Dir(b.o.out), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(b.o.out, []byte(report), 0o644); err != nil {
-			return err
-		}
-		logf("report written to %s", b.o.out)
+	if b.o.out == "" {
+		return nil
 	}
+	if err := os.MkdirAll(filepath.Dir(b.o.out), 0o755); err != nil {
+		return err
+	}
+	old, err := os.ReadFile(b.o.out)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.WriteFile(b.o.out, []byte(replaceSection(string(old), b.mode(), report)), 0o644); err != nil {
+		return err
+	}
+	logf("report written to %s (section %s)", b.o.out, b.mode())
 	return nil
+}
+
+// mode names the report's section: the runs differ in what they measure.
+func (b *bench) mode() string {
+	switch {
+	case b.o.scale:
+		return "scale"
+	case b.o.small:
+		return "small"
+	}
+	return "peers"
 }
 
 func machine() string {

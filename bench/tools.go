@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
 
@@ -28,6 +30,7 @@ const (
 
 type tools struct {
 	terraform, skopeo, regsync, crane string
+	perf                              string // "" when perf cannot profile here
 	versions                          map[string]string
 	cliConfig                         string // terraform CLI config with dev_overrides
 }
@@ -83,6 +86,7 @@ func setupTools(ctx context.Context, root, work string) (*tools, error) {
 	t.versions["regsync"] = goModVersion(ctx, t.regsync)
 	t.versions["crane"] = goModVersion(ctx, t.crane)
 
+	t.perf = findPerf(ctx)
 	if t.cliConfig, err = localenv.BuildProvider(ctx, root, work); err != nil {
 		return nil, err
 	}
@@ -117,43 +121,107 @@ func goModVersion(ctx context.Context, bin string) string {
 type sample struct {
 	secs              float64
 	ecrBytes, glBytes int64
-	ecrReqs, glReqs   int64
-	problems          []string // verification after a cold run
-	exitNote          string
+	ecrReqs, glReqs   int64            // registry requests (ECR's includes its S3 redirects)
+	api               map[string]int64 // ECR API calls by action
+	problems          []string         // verification after a cold run
+}
+
+func (s sample) apiCalls() int64 {
+	var n int64
+	for _, v := range s.api {
+		n += v
+	}
+	return n
+}
+
+// add sums two samples of steps run one after the other.
+func (s sample) add(o sample) sample {
+	out := sample{secs: s.secs + o.secs, ecrBytes: s.ecrBytes + o.ecrBytes, glBytes: s.glBytes + o.glBytes,
+		ecrReqs: s.ecrReqs + o.ecrReqs, glReqs: s.glReqs + o.glReqs, api: map[string]int64{}}
+	for k, v := range s.api {
+		out.api[k] += v
+	}
+	for k, v := range o.api {
+		out.api[k] += v
+	}
+	return out
+}
+
+// step is one command of a run, measured on its own.
+type step struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// runSteps are the commands of one run: the cold copy (one or more steps,
+// e.g. terraform plan -out then apply), the rerun on the finished mirror,
+// and an optional read-only check (regsync check).
+type runSteps struct {
+	cold  []step
+	rerun step
+	check *step
 }
 
 type toolResult struct {
-	tool        string
-	cold, rerun []sample
-	errs        []string
+	tool         string
+	label        string
+	cold, rerun  []sample
+	coldSteps    [][]sample // per run, per cold step
+	check        []sample
+	checkCommand string
+	errs         []string
 }
 
-// toolRunner prepares a run (untimed), then runs the cold copy and the rerun.
+// toolRunner prepares a run (untimed) into a fresh project.
 type toolRunner struct {
-	name string
-	// prepare returns the cold and rerun commands of one run into project.
-	prepare func(ctx context.Context, dir, project string) (cold, rerun func(ctx context.Context) error, err error)
+	name, label string
+	prepare     func(ctx context.Context, dir, project string) (runSteps, error)
 }
+
+// parallelism is the peers' "at their best" setting: regsync's parallel,
+// crane copies and skopeo sync processes at a time; the provider's
+// max_concurrent_blobs default is the same 8.
+const parallelism = 8
 
 func (b *bench) allRunners() []toolRunner {
 	return []toolRunner{
-		{name: "provider", prepare: b.prepareProvider},
-		{name: "skopeo", prepare: b.prepareSkopeo},
-		{name: "regsync", prepare: b.prepareRegsync},
-		{name: "crane", prepare: b.prepareCrane},
+		{name: "provider", label: "provider (`terraform plan -out`, then `apply` of the plan)", prepare: b.prepareProvider(false)},
+		{name: "provider-noref", label: "provider, `copy_referrers = false`", prepare: b.prepareProvider(true)},
+		{name: "skopeo", label: "`skopeo sync --all --preserve-digests`, sequential (one process)", prepare: b.prepareSkopeo(1)},
+		{name: "skopeo-8", label: fmt.Sprintf("`skopeo sync`, %d repositories at a time (one process each, one shared blob-info cache)", parallelism), prepare: b.prepareSkopeo(parallelism)},
+		{name: "regsync", label: "`regsync once`, sequential (no `parallel`, the default)", prepare: b.prepareRegsync(0)},
+		{name: "regsync-8", label: fmt.Sprintf("`regsync once`, `parallel: %d` in defaults", parallelism), prepare: b.prepareRegsync(parallelism)},
+		{name: "crane", label: "`crane copy`, one tag at a time", prepare: b.prepareCrane(1)},
+		{name: "crane-8", label: fmt.Sprintf("`crane copy`, %d repositories at a time (a repository's tags one after another)", parallelism), prepare: b.prepareCrane(parallelism)},
 	}
 }
 
 func (b *bench) measure(ctx context.Context, f func(ctx context.Context) error) (sample, error) {
 	b.env.ECRProxy.ResetStats()
 	b.env.GitLabProxy.ResetStats()
+	b.env.ECRAPIProxy.ResetStats()
 	t0 := time.Now()
 	err := f(ctx)
 	s := sample{secs: time.Since(t0).Seconds()}
-	es, gs := b.env.ECRProxy.Stats(), b.env.GitLabProxy.Stats()
+	es, gs, as := b.env.ECRProxy.Stats(), b.env.GitLabProxy.Stats(), b.env.ECRAPIProxy.Stats()
 	s.ecrBytes, s.ecrReqs = es.BytesToClient, es.Requests
 	s.glBytes, s.glReqs = gs.BytesFromClient, gs.Requests
+	s.api = as.ByAction
 	return s, err
+}
+
+// measureSteps runs steps one after the other, each measured on its own.
+func (b *bench) measureSteps(ctx context.Context, steps []step) (total sample, each []sample, err error) {
+	total.api = map[string]int64{}
+	for _, st := range steps {
+		s, err := b.measure(ctx, st.run)
+		if err != nil {
+			return total, each, fmt.Errorf("%s: %w", st.name, err)
+		}
+		each = append(each, s)
+		total = total.add(s)
+	}
+	return total, each, nil
 }
 
 func (b *bench) runTool(ctx context.Context, r toolRunner, run int, res *toolResult) {
@@ -170,12 +238,12 @@ func (b *bench) runTool(ctx context.Context, r toolRunner, run int, res *toolRes
 		return
 	}
 	defer os.RemoveAll(dir)
-	cold, rerun, err := r.prepare(ctx, dir, p.Path)
+	steps, err := r.prepare(ctx, dir, p.Path)
 	if err != nil {
 		fail("prepare: %v", err)
 		return
 	}
-	s, err := b.measure(ctx, cold)
+	s, each, err := b.measureSteps(ctx, steps.cold)
 	if err != nil {
 		fail("cold: %v", err)
 		return
@@ -185,14 +253,34 @@ func (b *bench) runTool(ctx context.Context, r toolRunner, run int, res *toolRes
 		fail("cold copy incomplete: %d problems, first: %s", len(s.problems), s.problems[0])
 	}
 	res.cold = append(res.cold, s)
-	logf("%-8s run %d cold:  %6.2fs  ECR %s  GitLab %s  %d requests", r.name, run, s.secs, mb(s.ecrBytes), mb(s.glBytes), s.ecrReqs+s.glReqs)
-	rs, err := b.measure(ctx, rerun)
+	res.coldSteps = append(res.coldSteps, each)
+	logf("%-9s run %d cold:  %6.2fs  ECR %s  GitLab %s  %d requests", r.name, run, s.secs, mb(s.ecrBytes), mb(s.glBytes), s.ecrReqs+s.glReqs)
+	rs, err := b.measure(ctx, steps.rerun.run)
 	if err != nil {
 		fail("rerun: %v", err)
 		return
 	}
 	res.rerun = append(res.rerun, rs)
-	logf("%-8s run %d rerun: %6.2fs  ECR %s  GitLab %d requests", r.name, run, rs.secs, mb(rs.ecrBytes), rs.glReqs)
+	logf("%-9s run %d rerun: %6.2fs  ECR %s  %d ECR + %d GitLab requests", r.name, run, rs.secs, mb(rs.ecrBytes), rs.ecrReqs, rs.glReqs)
+	if steps.check != nil {
+		cs, err := b.measure(ctx, steps.check.run)
+		if err != nil {
+			fail("%s: %v", steps.check.name, err)
+			return
+		}
+		res.check, res.checkCommand = append(res.check, cs), steps.check.name
+		logf("%-9s run %d %s: %6.2fs  %d ECR + %d GitLab requests", r.name, run, steps.check.name, cs.secs, cs.ecrReqs, cs.glReqs)
+	}
+}
+
+// inPool runs jobs, at most n at a time, and returns the first error.
+func inPool(ctx context.Context, n int, jobs []func(ctx context.Context) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(n)
+	for _, job := range jobs {
+		g.Go(func() error { return job(ctx) })
+	}
+	return g.Wait()
 }
 
 // runCmd runs a command with its output in logPath (and on stderr with -v);
@@ -240,6 +328,9 @@ func (t *tailBuffer) String() string { return strings.TrimSpace(string(bytes.ToV
 
 // ---- provider ----
 
+// providerTF selects the workload's repositories as a user migrating a
+// whole registry would, by prefix and, for a shard, by shard_index and
+// shard_count (each shard its own working directory and state).
 const providerTF = `terraform {
   required_providers {
     imagesync = {
@@ -254,22 +345,51 @@ variable "gitlab_project" {
   type = string
 }
 
-variable "repos" {
-  type = list(string)
+variable "name_prefix" {
+  type = string
+}
+
+variable "shard_index" {
+  type    = number
+  default = 0
+}
+
+variable "shard_count" {
+  type    = number
+  default = 1
+}
+
+variable "copy_referrers" {
+  type    = bool
+  default = true
 }
 
 data "imagesync_ecr_repositories" "all" {
-  names = var.repos
+  name_prefix = var.name_prefix
+  shard_index = var.shard_index
+  shard_count = var.shard_count
+}
+
+locals {
+  repositories = { for r in data.imagesync_ecr_repositories.all.repositories : r.name => r }
 }
 
 resource "imagesync_gitlab_mirrored_image" "mirror" {
-  for_each = { for r in data.imagesync_ecr_repositories.all.repositories : r.name => r }
+  for_each = local.repositories
 
   source_repository = each.key
   gitlab_project    = var.gitlab_project
   images            = each.value.images
+  copy_referrers    = var.copy_referrers
 }
 `
+
+// tfVars are one working directory's variables.
+type tfVars struct {
+	project, prefix        string
+	shardIndex, shardCount int
+	noReferrers            bool
+}
 
 func (b *bench) tfEnv() []string {
 	env := append(os.Environ(), "TF_CLI_CONFIG_FILE="+b.tools.cliConfig, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
@@ -279,12 +399,16 @@ func (b *bench) tfEnv() []string {
 	return env
 }
 
-// tfDir writes the configuration for repos into dir and runs terraform init.
-func (b *bench) tfDir(ctx context.Context, dir, project string, repos []string) error {
+// tfDir writes the configuration into dir and runs terraform init.
+func (b *bench) tfDir(ctx context.Context, dir string, v tfVars) error {
+	if v.shardCount == 0 {
+		v.shardCount = 1
+	}
 	if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(providerTF), 0o644); err != nil {
 		return err
 	}
-	vars, err := json.Marshal(map[string]any{"gitlab_project": project, "repos": repos})
+	vars, err := json.Marshal(map[string]any{"gitlab_project": v.project, "name_prefix": v.prefix,
+		"shard_index": v.shardIndex, "shard_count": v.shardCount, "copy_referrers": !v.noReferrers})
 	if err != nil {
 		return err
 	}
@@ -295,57 +419,110 @@ func (b *bench) tfDir(ctx context.Context, dir, project string, repos []string) 
 	return err
 }
 
-func (b *bench) tfApply(ctx context.Context, dir string) error {
-	_, err := b.runCmd(ctx, dir, b.tfEnv(), filepath.Join(dir, "terraform.log"), b.tools.terraform,
-		"apply", "-auto-approve", "-input=false", "-no-color")
-	return err
-}
-
-func (b *bench) prepareProvider(ctx context.Context, dir, project string) (func(context.Context) error, func(context.Context) error, error) {
-	if err := b.tfDir(ctx, dir, project, b.w.names()); err != nil {
-		return nil, nil, err
+// tfSteps are the provider's cold copy as CI runs it (plan into a file in
+// the merge request, apply of that plan) and its no-op rerun (a plan).
+func (b *bench) tfSteps(dir string) (plan, apply, rerun step) {
+	tf := func(ctx context.Context, args ...string) (int, error) {
+		return b.runCmd(ctx, dir, b.tfEnv(), filepath.Join(dir, "terraform.log"), b.tools.terraform, args...)
 	}
-	cold := func(ctx context.Context) error { return b.tfApply(ctx, dir) }
-	rerun := func(ctx context.Context) error {
-		code, err := b.runCmd(ctx, dir, b.tfEnv(), filepath.Join(dir, "terraform.log"), b.tools.terraform,
-			"plan", "-detailed-exitcode", "-input=false", "-no-color")
+	plan = step{name: "terraform plan -out", run: func(ctx context.Context) error {
+		_, err := tf(ctx, "plan", "-out=cold.tfplan", "-input=false", "-no-color")
+		return err
+	}}
+	apply = step{name: "terraform apply (the plan)", run: func(ctx context.Context) error {
+		_, err := tf(ctx, "apply", "-input=false", "-no-color", "cold.tfplan")
+		return err
+	}}
+	rerun = step{name: "terraform plan", run: func(ctx context.Context) error {
+		code, err := tf(ctx, "plan", "-detailed-exitcode", "-input=false", "-no-color")
 		if code == 2 {
 			return errors.New("the rerun plan is not empty (exit 2)")
 		}
 		return err
+	}}
+	return plan, apply, rerun
+}
+
+func (b *bench) prepareProvider(noReferrers bool) func(ctx context.Context, dir, project string) (runSteps, error) {
+	return func(ctx context.Context, dir, project string) (runSteps, error) {
+		if err := b.tfDir(ctx, dir, tfVars{project: project, prefix: repoPrefix, noReferrers: noReferrers}); err != nil {
+			return runSteps{}, err
+		}
+		plan, apply, rerun := b.tfSteps(dir)
+		return runSteps{cold: []step{plan, apply}, rerun: rerun}, nil
 	}
-	return cold, rerun, nil
 }
 
 // ---- skopeo sync ----
 
-func (b *bench) prepareSkopeo(ctx context.Context, dir, project string) (func(context.Context) error, func(context.Context) error, error) {
+// prepareSkopeo syncs with one skopeo process for every repository
+// (procs 1), or with procs processes at a time, one repository each, all
+// sharing one blob-info cache, so that a blob one process copied is
+// mounted, not copied, by the others.
+func (b *bench) prepareSkopeo(procs int) func(ctx context.Context, dir, project string) (runSteps, error) {
+	return func(ctx context.Context, dir, project string) (runSteps, error) {
+		groups := [][]repoW{b.w.repos}
+		if procs > 1 {
+			groups = nil
+			for _, r := range b.w.repos {
+				groups = append(groups, []repoW{r})
+			}
+		}
+		var yamls []string
+		for i, g := range groups {
+			path := filepath.Join(dir, fmt.Sprintf("sync-%04d.yaml", i))
+			if err := b.writeSkopeoYAML(path, g); err != nil {
+				return runSteps{}, err
+			}
+			yamls = append(yamls, path)
+		}
+		env, err := skopeoHome(dir)
+		if err != nil {
+			return runSteps{}, err
+		}
+		var jobs []func(context.Context) error
+		for _, y := range yamls {
+			jobs = append(jobs, func(ctx context.Context) error {
+				_, err := b.runCmd(ctx, dir, env, filepath.Join(dir, "skopeo.log"), b.tools.skopeo,
+					"sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", "docker",
+					"--dest-tls-verify=false", "--dest-creds", "root:"+b.env.GitLabToken,
+					y, b.env.GitLabRegistryHost+"/"+project)
+				return err
+			})
+		}
+		sync := step{name: "skopeo sync", run: func(ctx context.Context) error { return inPool(ctx, procs, jobs) }}
+		return runSteps{cold: []step{sync}, rerun: sync}, nil
+	}
+}
+
+// writeSkopeoYAML writes skopeo's sync file: one registry with repos and
+// their tags (JSON is YAML).
+func (b *bench) writeSkopeoYAML(path string, repos []repoW) error {
 	images := map[string][]string{}
-	for _, r := range b.w.repos {
+	for _, r := range repos {
 		images[r.name] = r.tags
 	}
-	// JSON is YAML: skopeo's sync file, one registry with every repository
-	// and its tags.
-	src := map[string]any{
+	return writeConfig(path, map[string]any{
 		hostOf(b.env.ECRRegistryEndpoint): map[string]any{
 			"tls-verify":  false,
 			"credentials": map[string]string{"username": "AWS", "password": b.env.ECRPassword},
 			"images":      images,
 		},
-	}
-	yamlPath := filepath.Join(dir, "sync.yaml")
-	if err := writeConfig(yamlPath, src); err != nil {
-		return nil, nil, err
-	}
-	// skopeo's blob-info cache remembers where blobs already are in the
-	// destination and would mount them from an earlier run's project. Root
-	// keeps it in /var/lib/containers/cache; _CONTAINERS_ROOTLESS_UID makes
-	// containers/image treat us as a rootless user, whose cache lives under
-	// XDG_DATA_HOME: a fresh directory per run.
+	})
+}
+
+// skopeoHome is the environment of skopeo runs in dir: a blob-info cache
+// of their own. skopeo's cache remembers where blobs already are in the
+// destination and would mount them from an earlier run's project. Root
+// keeps it in /var/lib/containers/cache; _CONTAINERS_ROOTLESS_UID makes
+// containers/image treat us as a rootless user, whose cache
+// (blob-info-cache-v1.boltdb) lives under XDG_DATA_HOME: a fresh directory
+// per run, shared by the run's processes.
+func skopeoHome(dir string) ([]string, error) {
 	home := filepath.Join(dir, "home")
 	for _, d := range []string{home, filepath.Join(home, "data"), filepath.Join(home, "config"), filepath.Join(home, "run")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	env := append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+filepath.Join(home, "data"),
@@ -353,89 +530,105 @@ func (b *bench) prepareSkopeo(ctx context.Context, dir, project string) (func(co
 	if os.Geteuid() == 0 {
 		env = append(env, "_CONTAINERS_ROOTLESS_UID=65534")
 	}
-	cache := filepath.Join(home, "data", "containers", "cache", "blob-info-cache-v1.boltdb")
-	sync := func(ctx context.Context) error {
-		defer func() {
-			if _, err := os.Stat(cache); err != nil && b.o.verbose {
-				logf("skopeo: no blob-info cache at %s: %v", cache, err)
-			}
-		}()
-		_, err := b.runCmd(ctx, dir, env, filepath.Join(dir, "skopeo.log"), b.tools.skopeo,
-			"sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", "docker",
-			"--dest-tls-verify=false", "--dest-creds", "root:"+b.env.GitLabToken,
-			yamlPath, b.env.GitLabRegistryHost+"/"+project)
-		return err
-	}
-	return sync, sync, nil
+	return env, nil
 }
 
 // ---- regsync ----
 
-func (b *bench) prepareRegsync(ctx context.Context, dir, project string) (func(context.Context) error, func(context.Context) error, error) {
+// prepareRegsync syncs with regsync once, parallel steps at a time (0:
+// regsync's default, one after the other); its check is regsync check,
+// which reads both sides and copies nothing.
+func (b *bench) prepareRegsync(parallel int) func(ctx context.Context, dir, project string) (runSteps, error) {
+	return func(ctx context.Context, dir, project string) (runSteps, error) {
+		cfgPath := filepath.Join(dir, "regsync.yaml")
+		if err := b.writeRegsyncConfig(cfgPath, project, b.w.repos, parallel); err != nil {
+			return runSteps{}, err
+		}
+		once := step{name: "regsync once", run: b.regsyncCmd(dir, cfgPath, "once")}
+		check := step{name: "regsync check", run: b.regsyncCmd(dir, cfgPath, "check")}
+		return runSteps{cold: []step{once}, rerun: once, check: &check}, nil
+	}
+}
+
+func (b *bench) regsyncCmd(dir, cfgPath, verb string) func(ctx context.Context) error {
+	env := append(os.Environ(), "HOME="+dir)
+	return func(ctx context.Context) error {
+		_, err := b.runCmd(ctx, dir, env, filepath.Join(dir, "regsync.log"), b.tools.regsync, verb, "-c", cfgPath)
+		return err
+	}
+}
+
+// writeRegsyncConfig writes a regsync configuration with one repository
+// step per ECR repository, into project.
+func (b *bench) writeRegsyncConfig(path, project string, repos []repoW, parallel int) error {
 	ecrHost := hostOf(b.env.ECRRegistryEndpoint)
 	type sync struct {
 		Source string `json:"source"`
 		Target string `json:"target"`
 		Type   string `json:"type"`
 	}
-	cfg := map[string]any{
-		"version": 1,
-		"creds": []map[string]string{
-			{"registry": ecrHost, "tls": "disabled", "user": "AWS", "pass": b.env.ECRPassword},
-			{"registry": b.env.GitLabRegistryHost, "tls": "disabled", "user": "root", "pass": b.env.GitLabToken},
-		},
-		"defaults": map[string]any{"skipDockerConfig": true},
+	defaults := map[string]any{"skipDockerConfig": true}
+	if parallel > 0 {
+		defaults["parallel"] = parallel
 	}
 	var syncs []sync
-	for _, r := range b.w.repos {
+	for _, r := range repos {
 		syncs = append(syncs, sync{
 			Source: ecrHost + "/" + r.name,
 			Target: b.env.GitLabRegistryHost + "/" + project + "/" + r.name,
 			Type:   "repository",
 		})
 	}
-	cfg["sync"] = syncs
-	cfgPath := filepath.Join(dir, "regsync.yaml")
-	if err := writeConfig(cfgPath, cfg); err != nil {
-		return nil, nil, err
-	}
-	env := append(os.Environ(), "HOME="+dir)
-	once := func(ctx context.Context) error {
-		_, err := b.runCmd(ctx, dir, env, filepath.Join(dir, "regsync.log"), b.tools.regsync, "once", "-c", cfgPath)
-		return err
-	}
-	return once, once, nil
+	return writeConfig(path, map[string]any{
+		"version": 1,
+		"creds": []map[string]string{
+			{"registry": ecrHost, "tls": "disabled", "user": "AWS", "pass": b.env.ECRPassword},
+			{"registry": b.env.GitLabRegistryHost, "tls": "disabled", "user": "root", "pass": b.env.GitLabToken},
+		},
+		"defaults": defaults,
+		"sync":     syncs,
+	})
 }
 
 // ---- crane ----
 
-func (b *bench) prepareCrane(ctx context.Context, dir, project string) (func(context.Context) error, func(context.Context) error, error) {
-	cfgDir := filepath.Join(dir, "docker")
-	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
-		return nil, nil, err
-	}
-	env := append(os.Environ(), "DOCKER_CONFIG="+cfgDir, "HOME="+dir)
-	logPath := filepath.Join(dir, "crane.log")
-	ecrHost := hostOf(b.env.ECRRegistryEndpoint)
-	for _, l := range [][2]string{{ecrHost, "AWS:" + b.env.ECRPassword}, {b.env.GitLabRegistryHost, "root:" + b.env.GitLabToken}} {
-		user, pass, _ := strings.Cut(l[1], ":")
-		if _, err := b.runCmd(ctx, dir, env, logPath, b.tools.crane, "auth", "login", l[0], "-u", user, "-p", pass); err != nil {
-			return nil, nil, err
+// prepareCrane copies tag by tag, one crane copy per tag as a seed
+// pipeline's loop does, procs repositories at a time.
+func (b *bench) prepareCrane(procs int) func(ctx context.Context, dir, project string) (runSteps, error) {
+	return func(ctx context.Context, dir, project string) (runSteps, error) {
+		cfgDir := filepath.Join(dir, "docker")
+		if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+			return runSteps{}, err
 		}
-	}
-	// One tag at a time, the shape of a seed pipeline's loop.
-	loop := func(ctx context.Context) error {
-		for _, r := range b.w.repos {
-			for _, tag := range r.tags {
-				if _, err := b.runCmd(ctx, dir, env, logPath, b.tools.crane, "copy", "--insecure",
-					ecrHost+"/"+r.name+":"+tag, b.env.GitLabRegistryHost+"/"+project+"/"+r.name+":"+tag); err != nil {
-					return err
-				}
+		env := append(os.Environ(), "DOCKER_CONFIG="+cfgDir, "HOME="+dir)
+		logPath := filepath.Join(dir, "crane.log")
+		ecrHost := hostOf(b.env.ECRRegistryEndpoint)
+		for _, l := range [][2]string{{ecrHost, "AWS:" + b.env.ECRPassword}, {b.env.GitLabRegistryHost, "root:" + b.env.GitLabToken}} {
+			user, pass, _ := strings.Cut(l[1], ":")
+			if _, err := b.runCmd(ctx, dir, env, logPath, b.tools.crane, "auth", "login", l[0], "-u", user, "-p", pass); err != nil {
+				return runSteps{}, err
 			}
 		}
-		return nil
+		// A repository's tags one after another: two crane processes
+		// pushing the same blobs into one repository at once make
+		// distribution 2.8 refuse a manifest (DIGEST_INVALID,
+		// MANIFEST_BLOB_UNKNOWN), so parallel copies go to different
+		// repositories, as a loop run with xargs -P would.
+		var jobs []func(context.Context) error
+		for _, r := range b.w.repos {
+			jobs = append(jobs, func(ctx context.Context) error {
+				for _, tag := range r.tags {
+					if _, err := b.runCmd(ctx, dir, env, logPath, b.tools.crane, "copy", "--insecure",
+						ecrHost+"/"+r.name+":"+tag, b.env.GitLabRegistryHost+"/"+project+"/"+r.name+":"+tag); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		copyAll := step{name: "crane copy", run: func(ctx context.Context) error { return inPool(ctx, procs, jobs) }}
+		return runSteps{cold: []step{copyAll}, rerun: copyAll}, nil
 	}
-	return loop, loop, nil
 }
 
 func hostOf(endpoint string) string {

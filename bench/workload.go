@@ -47,7 +47,12 @@ func (w *workload) names() []string {
 	return out
 }
 
-func repoName(i int) string { return fmt.Sprintf("svc-%03d", i) }
+// repoPrefix starts every workload repository's name: the provider's
+// configuration selects the workload by it, as a user selects a registry's
+// repositories.
+const repoPrefix = "svc-"
+
+func repoName(i int) string { return fmt.Sprintf("%s%04d", repoPrefix, i) }
 
 func (b *bench) baseLayers() []localenv.Layer {
 	ls := make([]localenv.Layer, len(baseSeeds))
@@ -131,7 +136,8 @@ func (b *bench) generate(ctx context.Context, from, to int) (*workload, error) {
 	}
 	results := make([]res, to-start)
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, b.o.seedParallel)
+	every := max(50, (to-start)/10)
 	var done sync.Mutex
 	count := 0
 	for i := start; i < to; i++ {
@@ -148,7 +154,7 @@ func (b *bench) generate(ctx context.Context, from, to int) (*workload, error) {
 			results[i-start] = res{r, imgs, err}
 			done.Lock()
 			count++
-			if count%50 == 0 {
+			if count%every == 0 {
 				logf("  pushed %d/%d repositories", count, to-start)
 			}
 			done.Unlock()
@@ -336,24 +342,37 @@ func (b *bench) wireLimit(ctx context.Context) (*wireResult, error) {
 // project's image prefix) at ECR's digest; it returns the problems.
 func (b *bench) verify(ctx context.Context, w *workload, prefix string) []string {
 	rc := b.env.RegistryClient()
-	var problems []string
+	var (
+		mu       sync.Mutex
+		problems []string
+		jobs     []func(context.Context) error
+	)
+	problem := func(format string, args ...any) {
+		mu.Lock()
+		problems = append(problems, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
 	for _, r := range w.repos {
 		for _, tag := range r.tags {
-			rr, err := ref.New(prefix + "/" + r.name + ":" + tag)
-			if err != nil {
-				problems = append(problems, err.Error())
-				continue
-			}
-			m, err := rc.ManifestHead(ctx, rr)
-			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s:%s missing", r.name, tag))
-				continue
-			}
-			if got := m.GetDescriptor().Digest.String(); got != r.dig[tag] {
-				problems = append(problems, fmt.Sprintf("%s:%s is %s, want %s", r.name, tag, got, r.dig[tag]))
-			}
+			jobs = append(jobs, func(ctx context.Context) error {
+				rr, err := ref.New(prefix + "/" + r.name + ":" + tag)
+				if err != nil {
+					problem("%v", err)
+					return nil
+				}
+				m, err := rc.ManifestHead(ctx, rr)
+				if err != nil {
+					problem("%s:%s missing", r.name, tag)
+					return nil
+				}
+				if got := m.GetDescriptor().Digest.String(); got != r.dig[tag] {
+					problem("%s:%s is %s, want %s", r.name, tag, got, r.dig[tag])
+				}
+				return nil
+			})
 		}
 	}
+	_ = inPool(ctx, 16, jobs)
 	sort.Strings(problems)
 	return problems
 }

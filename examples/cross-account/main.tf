@@ -27,8 +27,15 @@ data "imagesync_ecr_repositories" "shared" {
   name_prefix = "base/"
 }
 
+# for_each reads a local, not the data source: Terraform evaluates for_each
+# again for every instance, and a data source's result is decoded from state
+# each time, which grows with the square of the repositories.
+locals {
+  repositories = { for r in data.imagesync_ecr_repositories.shared.repositories : r.name => r }
+}
+
 resource "imagesync_gitlab_mirrored_image" "shared" {
-  for_each = { for r in data.imagesync_ecr_repositories.shared.repositories : r.name => r }
+  for_each = local.repositories
 
   source_repository  = each.key
   source_registry_id = each.value.registry_id

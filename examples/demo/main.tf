@@ -20,8 +20,15 @@ variable "gitlab_project" {
 
 data "imagesync_ecr_repositories" "all" {}
 
+# for_each reads a local, not the data source: Terraform evaluates for_each
+# again for every instance, and a data source's result is decoded from state
+# each time, which grows with the square of the repositories.
+locals {
+  repositories = { for r in data.imagesync_ecr_repositories.all.repositories : r.name => r }
+}
+
 resource "imagesync_gitlab_mirrored_image" "mirror" {
-  for_each = { for r in data.imagesync_ecr_repositories.all.repositories : r.name => r }
+  for_each = local.repositories
 
   source_repository = each.key
   gitlab_project    = var.gitlab_project

@@ -66,6 +66,10 @@ type Client struct {
 	cred  Credential
 	tags  map[string]cachedTags
 	clock func() time.Time
+	// defaultAccount is the account of the caller's own registry, once a
+	// listing of it told: the data source caches tags under the account a
+	// repository names, and a resource that names no registry must find them.
+	defaultAccount string
 }
 
 // Credential is what the ECR registry accepts: user AWS and a token that lasts 12 hours.
@@ -200,6 +204,11 @@ func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, erro
 		}
 	}
 	sort.Slice(repos, func(i, j int) bool { return repos[i].Name < repos[j].Name })
+	if c.registry(f.RegistryID) == nil && len(repos) > 0 && repos[0].RegistryID != "" {
+		c.mu.Lock()
+		c.defaultAccount = repos[0].RegistryID
+		c.mu.Unlock()
+	}
 	// Tags of several repositories at once: a plan over hundreds of
 	// repositories waits on these calls, and ECR allows far more than this.
 	errs := make([]error, len(repos))
@@ -224,13 +233,13 @@ func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, erro
 // listConcurrency bounds the ListImages calls in flight for one listing.
 const listConcurrency = 8
 
-// tagCacheTTL is how long a repository's tag list is reused. One plan reads
-// each repository through the data source and again in every resource's plan;
-// the cache makes that one ListImages walk per repository per plan.
-const tagCacheTTL = 2 * time.Minute
-
+// cachedTags is a repository's tag list, kept for the life of the client:
+// one provider process serves one Terraform operation, and one plan reads
+// each repository through the data source and again in every resource's
+// plan. Kept for the whole plan, not for a fixed time: a plan of thousands
+// of repositories outlasts any fixed lifetime, and the same repositories
+// were then listed twice.
 type cachedTags struct {
-	at   time.Time
 	tags map[string]string
 }
 
@@ -250,11 +259,15 @@ func (c *Client) Tags(ctx context.Context, registryID, repository string, tagFil
 }
 
 func (c *Client) allTags(ctx context.Context, registryID, repository string) (map[string]string, error) {
-	key := aws.ToString(c.registry(registryID)) + "/" + repository
 	c.mu.Lock()
+	account := aws.ToString(c.registry(registryID))
+	if account == "" {
+		account = c.defaultAccount
+	}
+	key := account + "/" + repository
 	hit, ok := c.tags[key]
 	c.mu.Unlock()
-	if ok && c.clock().Sub(hit.at) < tagCacheTTL {
+	if ok {
 		return hit.tags, nil
 	}
 	images, err := c.listTags(ctx, registryID, repository)
@@ -262,7 +275,7 @@ func (c *Client) allTags(ctx context.Context, registryID, repository string) (ma
 		return nil, err
 	}
 	c.mu.Lock()
-	c.tags[key] = cachedTags{at: c.clock(), tags: images}
+	c.tags[key] = cachedTags{tags: images}
 	c.mu.Unlock()
 	return images, nil
 }

@@ -588,3 +588,34 @@ func TestIsProfileMissing(t *testing.T) {
 		t.Error("IsProfileMissing matched an error by its text")
 	}
 }
+
+// A plan lists every repository through the data source, under the account
+// ECR names for it, and then asks again for each resource, which names no
+// registry, minutes later in a large plan: one ListImages walk per
+// repository, not two.
+func TestTagsListedOncePerPlan(t *testing.T) {
+	for _, resourceRegistry := range []string{"", "123456789012"} {
+		t.Run("resource registry "+resourceRegistry, func(t *testing.T) {
+			f := newFake()
+			f.pageSize = 100
+			c := NewWithAPI(f, "", "")
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			c.clock = func() time.Time { return now }
+			repos, err := c.Repositories(context.Background(), Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A plan of thousands of repositories reaches the resources
+			// minutes after the data source listed them.
+			now = now.Add(10 * time.Minute)
+			for _, r := range repos {
+				if _, err := c.Tags(context.Background(), resourceRegistry, r.Name, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(f.listCalls) != len(repos) {
+				t.Errorf("ListImages called %d times for %d repositories, want once each", len(f.listCalls), len(repos))
+			}
+		})
+	}
+}

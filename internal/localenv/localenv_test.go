@@ -381,6 +381,21 @@ func TestLocalEnv(t *testing.T) {
 		}
 	})
 
+	t.Run("ECRAPIProxyCountsActions", func(t *testing.T) {
+		env.ECRAPIProxy.ResetStats()
+		c := env.ECRClient(ctx, false)
+		if _, err := c.ListImages(ctx, &ecr.ListImagesInput{RepositoryName: aws.String("web")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{}); err != nil {
+			t.Fatal(err)
+		}
+		st := env.ECRAPIProxy.Stats()
+		if st.ByAction["ListImages"] != 1 || st.ByAction["DescribeRepositories"] != 1 || st.Requests != 2 {
+			t.Fatalf("ECR API proxy counted %+v, want one ListImages and one DescribeRepositories", st)
+		}
+	})
+
 	t.Run("ConnectPushMovesTag", func(t *testing.T) {
 		c := Connect(env.State())
 		env.ECRProxy.ResetStats()

@@ -3,10 +3,12 @@ package localenv
 import (
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,8 +20,11 @@ type FaultFunc func(r *http.Request) (status int, body string, fail bool)
 
 // Stats are the proxy's counters since start or the last ResetStats.
 type Stats struct {
-	Requests        int64
-	ByMethod        map[string]int64
+	Requests int64
+	ByMethod map[string]int64
+	// ByAction counts AWS JSON-protocol requests by action (the operation
+	// named in X-Amz-Target, e.g. "ListImages"): the ECR API proxy's calls.
+	ByAction        map[string]int64
 	BytesFromClient int64 // request bodies
 	BytesToClient   int64 // response bodies
 }
@@ -31,31 +36,55 @@ type counters struct {
 	in, out  atomic.Int64
 	mu       sync.Mutex
 	byMethod map[string]int64
+	byAction map[string]int64
 }
 
-func (c *counters) request(method string) {
+func (c *counters) request(method string) { c.requestAction(method, "") }
+
+// requestAction counts a request; action is an AWS X-Amz-Target header
+// ("AmazonEC2ContainerRegistry_V20150921.ListImages"), or "".
+func (c *counters) requestAction(method, target string) {
 	c.requests.Add(1)
 	c.mu.Lock()
 	if c.byMethod == nil {
 		c.byMethod = map[string]int64{}
 	}
 	c.byMethod[method]++
+	if target != "" {
+		if c.byAction == nil {
+			c.byAction = map[string]int64{}
+		}
+		c.byAction[awsAction(target)]++
+	}
 	c.mu.Unlock()
+}
+
+// awsAction is the operation an X-Amz-Target names: the part after the
+// service prefix, or the whole header when it has none.
+func awsAction(target string) string {
+	if _, action, ok := strings.Cut(target, "."); ok {
+		return action
+	}
+	return target
 }
 
 func (c *counters) stats() Stats {
 	c.mu.Lock()
-	m := make(map[string]int64, len(c.byMethod))
-	for k, v := range c.byMethod {
-		m[k] = v
-	}
+	m, a := maps.Clone(c.byMethod), maps.Clone(c.byAction)
 	c.mu.Unlock()
-	return Stats{Requests: c.requests.Load(), ByMethod: m, BytesFromClient: c.in.Load(), BytesToClient: c.out.Load()}
+	if m == nil {
+		m = map[string]int64{}
+	}
+	if a == nil {
+		a = map[string]int64{}
+	}
+	return Stats{Requests: c.requests.Load(), ByMethod: m, ByAction: a, BytesFromClient: c.in.Load(), BytesToClient: c.out.Load()}
 }
 
 func (c *counters) reset() {
 	c.mu.Lock()
 	c.byMethod = map[string]int64{}
+	c.byAction = map[string]int64{}
 	c.requests.Store(0)
 	c.in.Store(0)
 	c.out.Store(0)
@@ -125,7 +154,7 @@ func newGuardedProxy(target string, guard guardFunc) (*Proxy, error) {
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p.request(r.Method)
+	p.requestAction(r.Method, r.Header.Get("X-Amz-Target"))
 	if f := p.fault.Load(); f != nil {
 		if status, body, fail := (*f)(r); fail {
 			if r.Body != nil {

@@ -178,7 +178,8 @@ func (g *gitlabTokens) token(ctx context.Context, base http.RoundTripper, u *url
 	return v.(*bearer), nil //nolint:forcetypeassert // only *bearer is returned above
 }
 
-// challenge asks the registry once where its token service is (GET /v2/).
+// challenge asks the registry once where its token service is (GET /v2/);
+// the first requests of a plan, to many repositories at once, share the ask.
 func (g *gitlabTokens) challenge(ctx context.Context, base http.RoundTripper, u *url.URL) (*challenge, error) {
 	g.mu.Lock()
 	ch, known := g.realms[u.Host]
@@ -186,6 +187,16 @@ func (g *gitlabTokens) challenge(ctx context.Context, base http.RoundTripper, u 
 	if known {
 		return ch, nil
 	}
+	v, err, _ := g.flight.Do("GET /v2/ "+u.Host, func() (any, error) { return g.ping(ctx, base, u) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*challenge), nil //nolint:forcetypeassert // only *challenge is returned by ping
+}
+
+// ping sends GET /v2/ and remembers the token service it names.
+func (g *gitlabTokens) ping(ctx context.Context, base http.RoundTripper, u *url.URL) (*challenge, error) {
+	var ch *challenge
 	ping, err := http.NewRequestWithContext(ctx, http.MethodGet, (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: "/v2/"}).String(), nil)
 	if err != nil {
 		return nil, err

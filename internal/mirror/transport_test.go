@@ -230,6 +230,35 @@ func TestGitLabLoginPingRateLimited(t *testing.T) {
 	}
 }
 
+// TestGitLabLoginPingOncePerHost: the first requests of a plan go to many
+// repositories at once; one GET /v2/ finds the token service for them all.
+func TestGitLabLoginPingOncePerHost(t *testing.T) {
+	f := newFakeGitLabRegistry(t)
+	var pings atomic.Int32
+	registry := f.srv.Config.Handler
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			pings.Add(1)
+			time.Sleep(20 * time.Millisecond) // a round trip, while the others start
+		}
+		registry.ServeHTTP(w, r)
+	})
+	rt := f.transport()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodHead, fmt.Sprintf("%s/v2/group/project/app%d/manifests/v1", f.srv.URL, i), nil)
+			if resp, err := rt.RoundTrip(req); err == nil {
+				_ = resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := pings.Load(); n != 1 {
+		t.Errorf("%d GET /v2/ for ten repositories of one registry, want 1", n)
+	}
+}
+
 func TestScopesOfMount(t *testing.T) {
 	req := httptest.NewRequest(http.MethodPost, "http://r/v2/g/p/a/blobs/uploads/?mount=sha256:1&from=g/p/b", nil)
 	got := strings.Join(scopesOf(req), " ")

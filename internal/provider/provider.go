@@ -369,7 +369,7 @@ func (p *imagesyncProvider) newEngine(ctx context.Context, cfg providerModel, da
 		Logger: func(ctx context.Context, msg string, fields map[string]any) {
 			logInTurn(&data.logTurns, func() { tflog.Info(ctx, msg, fields) })
 		},
-		Slog:      newSlogger(ctx, data.redactor, &data.logTurns),
+		Slog:      newSlogger(ctx, data.redactor, &data.logTurns, regclientLogFloor(os.Getenv)),
 		UserAgent: "terraform-provider-imagesync/" + p.version,
 	})
 	if u, err := gitlab.ParseRegistryURL(registryURL); registryURL != "" && err == nil {
