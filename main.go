@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
+	"github.com/imagesync/terraform-provider-imagesync/internal/orphan"
 	"github.com/imagesync/terraform-provider-imagesync/internal/provider"
 )
 
@@ -19,8 +20,9 @@ func main() {
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "run the provider with support for debuggers like delve")
 	flag.Parse()
-	if !debug { // with -debug the provider logs to its own terminal, not to Terraform
+	if !debug { // with -debug the provider runs on its own terminal, not under Terraform
 		provider.SilenceUnreadLogs(os.Getenv, os.Setenv)
+		orphan.ExitWhenOrphaned(context.Background())
 	}
 
 	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
