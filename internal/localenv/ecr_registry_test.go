@@ -230,6 +230,9 @@ func testECRBlobRedirect(t *testing.T, env *Env) {
 	if sum := sha256.Sum256([]byte(body)); resp.StatusCode != http.StatusOK || "sha256:"+hex.EncodeToString(sum[:]) != dig {
 		t.Fatalf("S3 GET: %d, %d bytes not matching %s", resp.StatusCode, len(body), dig)
 	}
+	// The server counts a write after it returns, which can be after the
+	// client has read the last byte: give the counters a moment.
+	countersSettle(func() bool { return env.S3.Stats().BytesToClient >= size })
 	if st := env.S3.Stats(); st.Requests != 1 || st.BytesToClient != size {
 		t.Errorf("S3 stats %+v, want 1 request and %d bytes", st, size)
 	}
@@ -398,5 +401,13 @@ func testECRWriteRefused(t *testing.T, env *Env) {
 	}
 	if n := env.ECRWriteAttempts(); n != 2 {
 		t.Fatalf("the environment's own writes were counted: %d", n)
+	}
+}
+
+// countersSettle waits up to a second for done, checking every few
+// milliseconds; the caller then asserts the exact figures.
+func countersSettle(done func() bool) {
+	for deadline := time.Now().Add(time.Second); !done() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
 	}
 }
