@@ -30,6 +30,7 @@ import (
 type options struct {
 	repos, tags, runs       int
 	big, small, tenx, scale bool
+	shardsOnly              bool
 	shards, shardsAtOnce    int
 	seedParallel            int
 	out                     string
@@ -48,6 +49,7 @@ func main() {
 	flag.BoolVar(&o.scale, "scale", false, "the scale-out run: 100x W in tags with small layers, one state and shards, instead of the peers")
 	flag.IntVar(&o.shards, "shards", 8, "with -scale: shards of the 100x workload")
 	flag.IntVar(&o.shardsAtOnce, "shards-at-once", 2, "with -scale: shards run at the same time in the parallel round")
+	flag.BoolVar(&o.shardsOnly, "shards-only", false, "with -scale: 1x W in one state (the per-tag base), then only the parallel round of 100x W in shards; its own report section")
 	flag.IntVar(&o.seedParallel, "seed-parallel", 8, "repositories pushed to the local ECR at once")
 	flag.BoolVar(&o.big, "big", true, "also measure the provider's peak RSS copying one 1 GiB layer")
 	flag.BoolVar(&o.small, "small", false, "quick smoke run: 4 repositories, small layers, 1 run, 64 MiB big layer")
@@ -237,6 +239,8 @@ func (b *bench) writeReport(report string) error {
 // mode names the report's section: the runs differ in what they measure.
 func (b *bench) mode() string {
 	switch {
+	case b.o.scale && b.o.shardsOnly:
+		return "scale-shards"
 	case b.o.scale:
 		return "scale"
 	case b.o.small:

@@ -211,6 +211,9 @@ func (b *bench) scaleMain(ctx context.Context) error {
 		pushed := time.Since(t0)
 		b.seeding += pushed
 		logf("scale: pushed %d repositories in %s", n-from, pushed.Round(time.Second))
+		if b.o.shardsOnly && i > 0 {
+			continue
+		}
 		st, err := b.stage(ctx, fmt.Sprintf("scale-%dx", n/b.o.repos), res.w, i == 2)
 		if err != nil {
 			return err
@@ -220,7 +223,11 @@ func (b *bench) scaleMain(ctx context.Context) error {
 		b.writePartial(fmt.Sprintf("stage %s", st.name))
 	}
 	b.w = res.w
-	for _, atOnce := range []int{1, b.o.shardsAtOnce} {
+	rounds := []int{1, b.o.shardsAtOnce}
+	if b.o.shardsOnly {
+		rounds = rounds[1:]
+	}
+	for _, atOnce := range rounds {
 		round, err := b.shardRound(ctx, res.w, atOnce)
 		if err != nil {
 			return err
@@ -260,8 +267,16 @@ func (b *bench) scaleReport() string {
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
 	res := b.scale
 	base := res.stages[0]
-	p("## Scale-out to 100x W (`make bench BENCH_FLAGS=-scale`), %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	flags := "-scale"
+	if b.o.shardsOnly {
+		flags = "-scale -shards-only"
+	}
+	p("## Scale-out to 100x W (`make bench BENCH_FLAGS='%s'`), %s\n\n", flags, time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	b.header(p)
+	if b.o.shardsOnly {
+		p("This run (`-shards-only`) measures 1x W in one state, for the per-tag base, and then only the round of %d shards %d at a time; "+
+			"the one-state stages at 10x and 100x W and the round one after another are in the `-scale` section.\n\n", b.o.shards, b.o.shardsAtOnce)
+	}
 	if res.partial != "" {
 		p("**Partial run**: written after %s; the later stages and rounds had not finished.\n\n", res.partial)
 	}
@@ -319,17 +334,18 @@ func (b *bench) scaleReport() string {
 	}
 	b.aloneReport(p)
 	big := res.stages[len(res.stages)-1]
-	p("\n100x W in one state and in %d shards (wall time of the round; per-tag = wall / %d tags):\n\n", b.o.shards, big.tags)
+	p("\n100x W in one state and in %d shards (wall time of the round; per-tag = wall / %d tags):\n\n", b.o.shards, res.w.tagCount())
 	p("| 100x W | cold wall s | cold ms/tag | ratio to 1x | no-op wall s | no-op ms/tag | ratio to 1x | no-op registry requests / tag | shards' cold s (min-max) |\n")
 	p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
-	p("| one state | %.1f | %.2f | %.2f | %.1f | %.3f | %.2f | %.2f | |\n", big.cold.secs, 1000*coldPerTag(big.cold, big.tags),
-		coldPerTag(big.cold, big.tags)/coldPerTag(base.cold, base.tags), big.noop.secs, 1000*coldPerTag(big.noop, big.tags),
-		coldPerTag(big.noop, big.tags)/coldPerTag(base.noop, base.tags), float64(big.noop.ecrReqs+big.noop.glReqs)/float64(big.tags))
+	if !b.o.shardsOnly {
+		b.oneStateRow(p, base, big)
+	}
+	allTags := res.w.tagCount()
 	for _, r := range res.rounds {
 		lo, hi := minMax(r.shardCold)
-		p("| %s | %.1f | %.2f | %.2f | %.1f | %.3f | %.2f | %.2f | %.1f-%.1f |\n", r.name(), r.cold.secs, 1000*coldPerTag(r.cold, big.tags),
-			coldPerTag(r.cold, big.tags)/coldPerTag(base.cold, base.tags), r.noop.secs, 1000*coldPerTag(r.noop, big.tags),
-			coldPerTag(r.noop, big.tags)/coldPerTag(base.noop, base.tags), float64(r.noop.ecrReqs+r.noop.glReqs)/float64(big.tags), lo, hi)
+		p("| %s | %.1f | %.2f | %.2f | %.1f | %.3f | %.2f | %.2f | %.1f-%.1f |\n", r.name(), r.cold.secs, 1000*coldPerTag(r.cold, allTags),
+			coldPerTag(r.cold, allTags)/coldPerTag(base.cold, base.tags), r.noop.secs, 1000*coldPerTag(r.noop, allTags),
+			coldPerTag(r.noop, allTags)/coldPerTag(base.noop, base.tags), float64(r.noop.ecrReqs+r.noop.glReqs)/float64(allTags), lo, hi)
 	}
 	for _, key := range []string{big.name + " cold", big.name + " no-op"} {
 		if prof := big.profiles[key]; prof != nil {
@@ -342,6 +358,15 @@ func (b *bench) scaleReport() string {
 	}
 	p("\nWhole run (tools, environment, pushes, every stage and round): %s.\n\n", time.Since(b.started).Round(time.Second))
 	return sb.String()
+}
+
+// oneStateRow is the 100x workload in one state, beside the shard rounds.
+func (b *bench) oneStateRow(p func(string, ...any), base, big *stageResult) {
+	perTag := func(s sample) float64 { return s.secs / float64(big.tags) }
+	basePerTag := func(s sample) float64 { return s.secs / float64(base.tags) }
+	p("| one state | %.1f | %.2f | %.2f | %.1f | %.3f | %.2f | %.2f | |\n", big.cold.secs, 1000*perTag(big.cold),
+		perTag(big.cold)/basePerTag(base.cold), big.noop.secs, 1000*perTag(big.noop),
+		perTag(big.noop)/basePerTag(base.noop), float64(big.noop.ecrReqs+big.noop.glReqs)/float64(big.tags))
 }
 
 func (r *shardRound) name() string {
@@ -417,14 +442,17 @@ func (b *bench) scaleTargets() []target {
 	perTag := func(s float64, tags int) float64 { return s / float64(tags) }
 	ratio := func(s float64, tags int, baseS float64) float64 { return perTag(s, tags) / perTag(baseS, base.tags) }
 	var out []target
-	c := ratio(big.cold.secs, big.tags, base.cold.secs)
-	out = append(out, target{"Per-tag cold cost at 100x W, one state, within 1.3x of W's", fmt.Sprintf("%.2fx", c), c <= 1.3})
-	n := ratio(big.noop.secs, big.tags, base.noop.secs)
-	out = append(out, target{"Per-tag no-op cost at 100x W, one state, within 1.3x of W's", fmt.Sprintf("%.2fx", n), n <= 1.3})
+	if !b.o.shardsOnly {
+		c := ratio(big.cold.secs, big.tags, base.cold.secs)
+		out = append(out, target{"Per-tag cold cost at 100x W, one state, within 1.3x of W's", fmt.Sprintf("%.2fx", c), c <= 1.3})
+		n := ratio(big.noop.secs, big.tags, base.noop.secs)
+		out = append(out, target{"Per-tag no-op cost at 100x W, one state, within 1.3x of W's", fmt.Sprintf("%.2fx", n), n <= 1.3})
+	}
+	allTags := res.w.tagCount()
 	for _, r := range res.rounds {
-		c := ratio(r.cold.secs, big.tags, base.cold.secs)
+		c := ratio(r.cold.secs, allTags, base.cold.secs)
 		out = append(out, target{fmt.Sprintf("Per-tag cold cost at 100x W, %s, within 1.3x of W's", r.name()), fmt.Sprintf("%.2fx", c), c <= 1.3})
-		n := ratio(r.noop.secs, big.tags, base.noop.secs)
+		n := ratio(r.noop.secs, allTags, base.noop.secs)
 		out = append(out, target{fmt.Sprintf("Per-tag no-op cost at 100x W, %s, within 1.3x of W's", r.name()), fmt.Sprintf("%.2fx", n), n <= 1.3})
 	}
 	for _, st := range res.stages {

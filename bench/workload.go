@@ -341,7 +341,6 @@ func (b *bench) wireLimit(ctx context.Context) (*wireResult, error) {
 // verify checks that GitLab holds every tag of w under prefix (the
 // project's image prefix) at ECR's digest; it returns the problems.
 func (b *bench) verify(ctx context.Context, w *workload, prefix string) []string {
-	rc := b.env.RegistryClient()
 	var (
 		mu       sync.Mutex
 		problems []string
@@ -353,24 +352,29 @@ func (b *bench) verify(ctx context.Context, w *workload, prefix string) []string
 		mu.Unlock()
 	}
 	for _, r := range w.repos {
-		for _, tag := range r.tags {
-			jobs = append(jobs, func(ctx context.Context) error {
+		jobs = append(jobs, func(ctx context.Context) error {
+			// A client per repository, with a deadline: a 100x verification
+			// once hung for good in one shared client's request queue.
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			rc := b.env.RegistryClient()
+			for _, tag := range r.tags {
 				rr, err := ref.New(prefix + "/" + r.name + ":" + tag)
 				if err != nil {
 					problem("%v", err)
-					return nil
+					continue
 				}
 				m, err := rc.ManifestHead(ctx, rr)
 				if err != nil {
-					problem("%s:%s missing", r.name, tag)
-					return nil
+					problem("%s:%s missing (%v)", r.name, tag, err)
+					continue
 				}
 				if got := m.GetDescriptor().Digest.String(); got != r.dig[tag] {
 					problem("%s:%s is %s, want %s", r.name, tag, got, r.dig[tag])
 				}
-				return nil
-			})
-		}
+			}
+			return nil
+		})
 	}
 	_ = inPool(ctx, 16, jobs)
 	sort.Strings(problems)
