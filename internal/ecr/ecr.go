@@ -169,7 +169,9 @@ func (c *Client) registry(id string) *string {
 func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, error) {
 	in := &ecr.DescribeRepositoriesInput{RegistryId: c.registry(f.RegistryID)}
 	if len(f.Names) > 0 {
-		in.RepositoryNames = f.Names
+		in.RepositoryNames = f.Names // ECR refuses maxResults beside names
+	} else {
+		in.MaxResults = aws.Int32(pageLimit)
 	}
 	var repos []Repository
 	p := ecr.NewDescribeRepositoriesPaginator(c.api, in)
@@ -230,6 +232,12 @@ func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, erro
 	return repos, nil
 }
 
+// pageLimit is the largest page DescribeRepositories and ListImages return.
+// Their default is 100, so asking for the largest cuts the calls a listing of
+// thousands of repositories makes against ECR's per-region rate limits
+// tenfold.
+const pageLimit = 1000
+
 // listConcurrency bounds the ListImages calls in flight for one listing.
 const listConcurrency = 8
 
@@ -286,6 +294,7 @@ func (c *Client) listTags(ctx context.Context, registryID, repository string) (m
 		RegistryId:     c.registry(registryID),
 		RepositoryName: aws.String(repository),
 		Filter:         &types.ListImagesFilter{TagStatus: types.TagStatusTagged},
+		MaxResults:     aws.Int32(pageLimit),
 	})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)

@@ -256,6 +256,9 @@ func TestTags(t *testing.T) {
 				if call.Filter == nil || call.Filter.TagStatus != types.TagStatusTagged {
 					t.Errorf("ListImages filter = %+v, want TagStatus TAGGED", call.Filter)
 				}
+				if aws.ToInt32(call.MaxResults) != 1000 {
+					t.Errorf("ListImages MaxResults = %v, want 1000 (ECR's largest page)", call.MaxResults)
+				}
 			}
 		})
 	}
@@ -617,5 +620,26 @@ func TestTagsListedOncePerPlan(t *testing.T) {
 				t.Errorf("ListImages called %d times for %d repositories, want once each", len(f.listCalls), len(repos))
 			}
 		})
+	}
+}
+
+// DescribeRepositories asks for ECR's largest page, except with names,
+// beside which ECR refuses maxResults.
+func TestDescribeRepositoriesPageSize(t *testing.T) {
+	for _, names := range [][]string{nil, {"team/api"}} {
+		f := newFake()
+		c := NewWithAPI(f, "", "")
+		if _, err := c.Repositories(context.Background(), Filter{Names: names}); err != nil {
+			t.Fatal(err)
+		}
+		for _, call := range f.descCalls {
+			want := int32(1000)
+			if len(names) > 0 {
+				want = 0
+			}
+			if got := aws.ToInt32(call.MaxResults); got != want {
+				t.Errorf("names %v: DescribeRepositories MaxResults = %d, want %d", names, got, want)
+			}
+		}
 	}
 }
