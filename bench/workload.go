@@ -341,6 +341,7 @@ func (b *bench) wireLimit(ctx context.Context) (*wireResult, error) {
 // verify checks that GitLab holds every tag of w under prefix (the
 // project's image prefix) at ECR's digest; it returns the problems.
 func (b *bench) verify(ctx context.Context, w *workload, prefix string) []string {
+	rc := b.env.RegistryClient()
 	var (
 		mu       sync.Mutex
 		problems []string
@@ -353,11 +354,11 @@ func (b *bench) verify(ctx context.Context, w *workload, prefix string) []string
 	}
 	for _, r := range w.repos {
 		jobs = append(jobs, func(ctx context.Context) error {
-			// A client per repository, with a deadline: a 100x verification
-			// once hung for good in one shared client's request queue.
+			// A deadline per repository: a 100x verification once hung for
+			// good in the shared client's per-host request queue; it now
+			// fails instead.
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
-			rc := b.env.RegistryClient()
 			for _, tag := range r.tags {
 				rr, err := ref.New(prefix + "/" + r.name + ":" + tag)
 				if err != nil {
