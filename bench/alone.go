@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 )
 
 // terraformAloneTF is the bench's configuration with the provider taken
@@ -34,8 +33,8 @@ type aloneResult struct {
 func (a *aloneResult) cold() float64 { return a.plan + a.apply }
 
 // terraformAlone runs the cold plan, its apply and the no-op plan of
-// terraformAloneTF over w's repositories, with the same steps and flags as
-// the provider's.
+// terraformAloneTF over w's repositories, with the same steps, flags and
+// sampling as the provider's.
 func (b *bench) terraformAlone(ctx context.Context, name string, w *workload) (*aloneResult, error) {
 	dir := filepath.Join(b.work, "runs", name+"-terraform-alone")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -45,29 +44,23 @@ func (b *bench) terraformAlone(ctx context.Context, name string, w *workload) (*
 	if err := writeAloneDir(dir, w); err != nil {
 		return nil, err
 	}
-	if _, err := b.runCmd(ctx, dir, b.tfEnv(), filepath.Join(dir, "terraform.log"), b.tools.terraform, "init", "-input=false", "-no-color"); err != nil {
+	if err := b.tfInit(ctx, dir); err != nil {
 		return nil, err
 	}
 	plan, apply, rerun := b.tfSteps(dir)
 	res := &aloneResult{}
-	var err error
-	res.coldUse, err = timedUse(ctx, func(ctx context.Context) error {
-		if res.plan, err = timed(ctx, plan.run); err != nil {
-			return err
-		}
-		res.apply, err = timed(ctx, apply.run)
-		return err
+	_, steps, use, err := b.sampled(ctx, name+" terraform alone cold", false, nil, func(ctx context.Context) (sample, []sample, error) {
+		return b.measureSteps(ctx, []step{plan, apply})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("terraform alone, cold: %w", err)
 	}
-	res.noopUse, err = timedUse(ctx, func(ctx context.Context) error {
-		res.noop, err = timed(ctx, rerun.run)
-		return err
-	})
+	res.plan, res.apply, res.coldUse = steps[0].secs, steps[1].secs, use
+	noop, _, use, err := b.sampled(ctx, name+" terraform alone no-op", false, nil, b.measured(rerun.run))
 	if err != nil {
 		return nil, fmt.Errorf("terraform alone, no-op plan: %w", err)
 	}
+	res.noop, res.noopUse = noop.secs, use
 	return res, nil
 }
 
@@ -89,21 +82,6 @@ func writeAloneDir(dir string, w *workload) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "main.tf"), []byte(terraformAloneTF), 0o644)
-}
-
-func timed(ctx context.Context, f func(context.Context) error) (float64, error) {
-	t0 := time.Now()
-	err := f(ctx)
-	return time.Since(t0).Seconds(), err
-}
-
-// timedUse runs f under the RSS/CPU sampler.
-func timedUse(ctx context.Context, f func(context.Context) error) (map[string]usage, error) {
-	sampler := newRSSSampler()
-	stop := sampler.start(sampleEvery)
-	err := f(ctx)
-	stop()
-	return map[string]usage{kindTerraform: sampler.usage(kindTerraform)}, err
 }
 
 // aloneReport compares each stage with Terraform alone at its size: the

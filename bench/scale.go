@@ -60,10 +60,7 @@ func (b *bench) stage(ctx context.Context, name string, w *workload, profiled bo
 		res.stateBytes = fi.Size()
 	}
 
-	res.noop, _, res.noopUse, err = b.sampled(ctx, name+" no-op", profiled, res.profiles, func(ctx context.Context) (sample, []sample, error) {
-		s, err := b.measure(ctx, rerun.run)
-		return s, nil, err
-	})
+	res.noop, _, res.noopUse, err = b.sampled(ctx, name+" no-op", profiled, res.profiles, b.measured(rerun.run))
 	if err != nil {
 		return nil, fmt.Errorf("%s no-op plan: %w", name, err)
 	}
@@ -84,6 +81,14 @@ func (b *bench) stage(ctx context.Context, name string, w *workload, profiled bo
 	logf("%s: terraform alone (terraform_data) cold %.2fs (plan %.2fs, apply %.2fs), no-op plan %.2fs",
 		name, res.alone.cold(), res.alone.plan, res.alone.apply, res.alone.noop)
 	return res, nil
+}
+
+// measured adapts one command to sampled: measured as a whole, no steps.
+func (b *bench) measured(f func(ctx context.Context) error) func(ctx context.Context) (sample, []sample, error) {
+	return func(ctx context.Context) (sample, []sample, error) {
+		s, err := b.measure(ctx, f)
+		return s, nil, err
+	}
 }
 
 // sampled runs f with the RSS/CPU sampler and, when profiled and perf is
@@ -156,10 +161,8 @@ func (b *bench) shardRound(ctx context.Context, w *workload, atOnce int) (*shard
 	}
 	logf("%s: cold copy of %d tags in %d shards, %d at a time", name, w.tagCount(), b.o.shards, atOnce)
 	var err error
-	res.cold, _, res.coldUse, err = b.sampled(ctx, name+" cold", false, nil, func(ctx context.Context) (sample, []sample, error) {
-		s, err := b.measure(ctx, func(ctx context.Context) error { return inPool(ctx, atOnce, colds) })
-		return s, nil, err
-	})
+	res.cold, _, res.coldUse, err = b.sampled(ctx, name+" cold", false, nil,
+		b.measured(func(ctx context.Context) error { return inPool(ctx, atOnce, colds) }))
 	if err != nil {
 		return nil, fmt.Errorf("%s cold: %w", name, err)
 	}
@@ -167,10 +170,8 @@ func (b *bench) shardRound(ctx context.Context, w *workload, atOnce int) (*shard
 		return nil, fmt.Errorf("%s cold copy incomplete: %d problems, first: %s", name, len(probs), probs[0])
 	}
 	logf("%s: cold %.2fs", name, res.cold.secs)
-	res.noop, _, res.noopUse, err = b.sampled(ctx, name+" no-op", false, nil, func(ctx context.Context) (sample, []sample, error) {
-		s, err := b.measure(ctx, func(ctx context.Context) error { return inPool(ctx, atOnce, noops) })
-		return s, nil, err
-	})
+	res.noop, _, res.noopUse, err = b.sampled(ctx, name+" no-op", false, nil,
+		b.measured(func(ctx context.Context) error { return inPool(ctx, atOnce, noops) }))
 	if err != nil {
 		return nil, fmt.Errorf("%s no-op: %w", name, err)
 	}

@@ -415,7 +415,12 @@ func (b *bench) tfDir(ctx context.Context, dir string, v tfVars) error {
 	if err := os.WriteFile(filepath.Join(dir, "terraform.tfvars.json"), vars, 0o644); err != nil {
 		return err
 	}
-	_, err = b.runCmd(ctx, dir, b.tfEnv(), filepath.Join(dir, "terraform.log"), b.tools.terraform, "init", "-input=false", "-no-color")
+	return b.tfInit(ctx, dir)
+}
+
+// tfInit runs terraform init in dir, logging to its terraform.log.
+func (b *bench) tfInit(ctx context.Context, dir string) error {
+	_, err := b.runCmd(ctx, dir, b.tfEnv(), filepath.Join(dir, "terraform.log"), b.tools.terraform, "init", "-input=false", "-no-color")
 	return err
 }
 
