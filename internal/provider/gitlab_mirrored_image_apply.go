@@ -43,7 +43,7 @@ func (r *mirroredImageResource) mirrorImages(ctx context.Context, m *mirroredIma
 		if req.Source, err = r.sourceReference(ctx, *m); err != nil {
 			diags.AddError("Cannot Log In to the ECR Registry", ecrErrorDetail("getting the ECR registry's address and token", err))
 			m.Images = mapValue(current)
-			m.Referrers = r.referrersAfter(mirror.Request{Referrers: referrers}, mirror.Result{}, nil)
+			m.Referrers = r.referrersAfter(mirror.Request{Referrers: referrers}, mirror.Result{}, diags)
 			return copied, true
 		}
 	}
@@ -135,9 +135,6 @@ func (r *mirroredImageResource) heldAfter(req mirror.Request, res mirror.Result,
 func (r *mirroredImageResource) referrersAfter(req mirror.Request, res mirror.Result, diags *diag.Diagnostics) types.Map {
 	if req.Referrers == nil {
 		return types.MapNull(referrersType.ElemType)
-	}
-	if diags == nil {
-		return referrersValue(res.Referrers) // nothing was tried
 	}
 	for _, subject := range slices.Sorted(maps.Keys(req.Referrers)) {
 		for _, ref := range req.Referrers[subject] {
