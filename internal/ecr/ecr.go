@@ -16,12 +16,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 )
 
 // ErrRepositoryNotFound reports an ECR repository that does not exist.
@@ -39,6 +42,8 @@ type Config struct {
 	// VPC endpoints); references keep their real ECR host names.
 	RegistryEndpoint string
 	AssumeRole       *AssumeRole
+	// Network sets proxies, CAs and the idle timeout of the API's connections.
+	Network network.Settings
 }
 
 // AssumeRole names a role to assume on top of the base credentials.
@@ -94,6 +99,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	// Adaptive retries slow the client down when ECR throttles, so a large
 	// migration does not push a production registry past its quotas.
 	loadOpts = append(loadOpts, awsconfig.WithRetryMode(aws.RetryModeAdaptive))
+	// The SDK's own client, so that it still adds AWS_CA_BUNDLE (to the pool
+	// set here, which holds the system's CAs too) and ends reads that stall.
+	loadOpts = append(loadOpts, awsconfig.WithHTTPClient(awshttp.NewBuildableClient().
+		WithTransportOptions(cfg.Network.Apply).WithReadTimeout(cfg.Network.Idle())))
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)

@@ -16,7 +16,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -25,6 +24,8 @@ import (
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
 	"github.com/regclient/regclient/scheme/reg"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 )
 
 // Logger receives progress lines; fields never hold secrets.
@@ -38,6 +39,10 @@ type Config struct {
 	// ECREndpoint overrides where ECR registry traffic goes (tests, proxies);
 	// references keep their ECR host names.
 	ECREndpoint string
+	// ECRNetwork and GitLabNetwork set each side's proxies, CAs and idle
+	// timeout; Amazon S3, where ECR sends layer downloads, is on ECR's side.
+	ECRNetwork    network.Settings
+	GitLabNetwork network.Settings
 	// GitLabUser and GitLabToken log in to GitLab's registry token service;
 	// GitLabUser is asked once, when the first token is needed.
 	GitLabUser  func(ctx context.Context) string
@@ -76,14 +81,16 @@ func New(cfg Config) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = func(context.Context, string, map[string]any) {}
 	}
-	base := http.DefaultTransport.(*http.Transport).Clone() //nolint:forcetypeassert // the standard library's own type
-	base.MaxIdleConnsPerHost = requestsPerHost(cfg) * 2
-	base.MaxIdleConns = base.MaxIdleConnsPerHost * 4
-	base.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	pooled := func(t *http.Transport) {
+		t.MaxIdleConnsPerHost = requestsPerHost(cfg) * 2
+		t.MaxIdleConns = t.MaxIdleConnsPerHost * 4
+	}
+	gitlabBase := cfg.GitLabNetwork.NewTransport(pooled)
 	t := &registryTransport{
-		base:        base,
+		ecrBase:     cfg.ECRNetwork.NewTransport(pooled),
+		gitlabBase:  gitlabBase,
 		ecr:         &ecrLogin{creds: cfg.ECR},
-		gitlab:      newGitLabTokens(cfg.GitLabUser, cfg.GitLabToken, base),
+		gitlab:      newGitLabTokens(cfg.GitLabUser, cfg.GitLabToken, gitlabBase),
 		gitlabHosts: map[string]bool{},
 		ecrHosts:    map[string]bool{},
 	}

@@ -29,9 +29,12 @@ import (
 // It also records each refusal for the call that caused it (see call), and
 // turns a Retry-After date into seconds, the form regclient understands.
 type registryTransport struct {
-	base   http.RoundTripper
-	ecr    *ecrLogin
-	gitlab *gitlabTokens
+	// ecrBase (ECR's registry and S3) and gitlabBase send the requests, each
+	// with its side's CAs; a host of neither side goes through gitlabBase.
+	ecrBase    http.RoundTripper
+	gitlabBase http.RoundTripper
+	ecr        *ecrLogin
+	gitlab     *gitlabTokens
 
 	mu          sync.RWMutex
 	gitlabHosts map[string]bool
@@ -59,6 +62,14 @@ func (t *registryTransport) sideOf(req *http.Request) Side {
 	return ""
 }
 
+// baseOf is the transport of side's connections.
+func (t *registryTransport) baseOf(side Side) http.RoundTripper {
+	if side == SideECR {
+		return t.ecrBase
+	}
+	return t.gitlabBase
+}
+
 // redirectedFrom is the side whose redirect led to req, if any.
 func (t *registryTransport) redirectedFrom(req *http.Request) Side {
 	for r := req.Response; r != nil && r.Request != nil; r = r.Request.Response {
@@ -77,12 +88,12 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	)
 	switch side {
 	case SideECR:
-		resp, err = t.ecr.roundTrip(t.base, req)
+		resp, err = t.ecr.roundTrip(t.ecrBase, req)
 	case SideGitLab:
-		resp, err = t.gitlab.roundTrip(t.base, req)
+		resp, err = t.gitlab.roundTrip(t.gitlabBase, req)
 	default:
 		side = t.redirectedFrom(req)
-		resp, err = t.base.RoundTrip(req)
+		resp, err = t.baseOf(side).RoundTrip(req)
 	}
 	if err == nil {
 		normalizeRetryAfter(resp)

@@ -89,7 +89,8 @@ func (f *fakeGitLabRegistry) serveToken(w http.ResponseWriter, r *http.Request) 
 func (f *fakeGitLabRegistry) transport() *registryTransport {
 	u, _ := url.Parse(f.srv.URL)
 	return &registryTransport{
-		base:        http.DefaultTransport,
+		ecrBase:     http.DefaultTransport,
+		gitlabBase:  http.DefaultTransport,
 		gitlab:      newGitLabTokens(func(context.Context) string { return "root" }, "glpat-secret", http.DefaultTransport),
 		gitlabHosts: map[string]bool{u.Host: true},
 		ecrHosts:    map[string]bool{},
@@ -310,7 +311,7 @@ func TestECRExpiredTokenRenewedOnce(t *testing.T) {
 	defer srv.Close()
 	u, _ := url.Parse(srv.URL)
 	creds := &fakeCredentials{}
-	rt := &registryTransport{base: http.DefaultTransport, ecr: &ecrLogin{creds: creds}, ecrHosts: map[string]bool{u.Host: true}, gitlabHosts: map[string]bool{}}
+	rt := &registryTransport{ecrBase: http.DefaultTransport, gitlabBase: http.DefaultTransport, ecr: &ecrLogin{creds: creds}, ecrHosts: map[string]bool{u.Host: true}, gitlabHosts: map[string]bool{}}
 	get := func() (*http.Response, *recorder) {
 		rec := &recorder{}
 		req, _ := http.NewRequestWithContext(context.WithValue(context.Background(), recorderKey{}, rec), http.MethodGet, srv.URL+"/v2/team/api/manifests/v1", nil)

@@ -7,9 +7,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/float64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -28,6 +30,7 @@ import (
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
 	"github.com/imagesync/terraform-provider-imagesync/internal/gitlab"
 	"github.com/imagesync/terraform-provider-imagesync/internal/mirror"
+	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 	"github.com/imagesync/terraform-provider-imagesync/internal/redact"
 )
 
@@ -44,11 +47,16 @@ const (
 	envCIRegistry          = "CI_REGISTRY"
 	envGitLabRegistryURL   = "IMAGESYNC_GITLAB_REGISTRY_URL"
 	envECRRegistryEndpoint = "IMAGESYNC_ECR_REGISTRY_ENDPOINT"
+	// CA files trusted beside the system's: the AWS SDK's variable, and the
+	// one a GitLab runner sets for a GitLab with its own CA.
+	envAWSCABundle       = "AWS_CA_BUNDLE"
+	envCIServerTLSCAFile = "CI_SERVER_TLS_CA_FILE"
 )
 
 const (
 	defaultMaxConcurrentBlobs = 8
 	maxMaxConcurrentBlobs     = 64
+	minIdleTimeout            = time.Second
 )
 
 type imagesyncProvider struct {
@@ -65,6 +73,7 @@ type providerModel struct {
 	GitLab             *gitlabModel  `tfsdk:"gitlab"`
 	MaxConcurrentBlobs types.Int64   `tfsdk:"max_concurrent_blobs"`
 	RequestsPerSecond  types.Float64 `tfsdk:"requests_per_second"`
+	IdleTimeout        types.String  `tfsdk:"idle_timeout"`
 }
 
 type ecrModel struct {
@@ -73,6 +82,7 @@ type ecrModel struct {
 	RegistryID       types.String     `tfsdk:"registry_id"`
 	Endpoint         types.String     `tfsdk:"endpoint"`
 	RegistryEndpoint types.String     `tfsdk:"registry_endpoint"`
+	CustomCABundle   types.String     `tfsdk:"custom_ca_bundle"`
 	AssumeRole       *assumeRoleModel `tfsdk:"assume_role"`
 }
 
@@ -86,6 +96,7 @@ type gitlabModel struct {
 	BaseURL     types.String `tfsdk:"base_url"`
 	Token       types.String `tfsdk:"token"`
 	RegistryURL types.String `tfsdk:"registry_url"`
+	CACertFile  types.String `tfsdk:"cacert_file"`
 }
 
 // providerData is the bundle every resource and data source receives.
@@ -163,6 +174,14 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 				MarkdownDescription: "Upper bound on requests per second to each registry, to spare a busy network or registry. `0` (the default) means unlimited.",
 				Validators:          []validator.Float64{float64validator.AtLeast(0)},
 			},
+			"idle_timeout": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: fmt.Sprintf("How long a connection to ECR, S3 or GitLab may make no progress (send "+
+					"nothing, or read nothing of an upload) before the request is given up; a layer download is then resumed "+
+					"from the last byte received. Also the limit on waiting for an answer's headers. A duration such as "+
+					"`90s` or `2m`, at least `%s`; default `%s`.", minIdleTimeout, network.DefaultIdleTimeout),
+				Validators: []validator.String{durationValidator{min: minIdleTimeout}},
+			},
 		},
 		Blocks: map[string]schema.Block{
 			"ecr": schema.SingleNestedBlock{
@@ -194,6 +213,12 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 							"local tests, a proxy or a VPC endpoint. Image references keep their ECR names. Default: " +
 							"`IMAGESYNC_ECR_REGISTRY_ENDPOINT`, else the endpoint ECR reports.",
 						Validators: []validator.String{urlValidator{example: "http://127.0.0.1:5000"}},
+					},
+					"custom_ca_bundle": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "Path of a PEM file of CA certificates to trust for the ECR API, the ECR registry " +
+							"and Amazon S3, in addition to the system's (a TLS-inspecting proxy, a private endpoint). " +
+							"`AWS_CA_BUNDLE` works too; both are added.",
 					},
 				},
 				Blocks: map[string]schema.Block{
@@ -242,6 +267,12 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 							"`http://` is for local testing only.",
 						Validators: []validator.String{urlValidator{example: "https://registry.example.com"}},
 					},
+					"cacert_file": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "Path of a PEM file of CA certificates to trust for the GitLab API and registry, " +
+							"in addition to the system's: the CA of a GitLab with a certificate from the company's own CA. In a " +
+							"GitLab CI job, `CI_SERVER_TLS_CA_FILE` (set by a runner registered with `tls-ca-file`) is trusted too.",
+					},
 				},
 			},
 		},
@@ -263,10 +294,15 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 	if checkKnown(cfg, &resp.Diagnostics); resp.Diagnostics.HasError() {
 		return
 	}
+	ecrNet, gitlabNet := networkSettings(cfg, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	token, jobToken := gitlabToken(cfg)
 	data := &providerData{redactor: redact.New(token)}
 	ctx = data.logContext(ctx)
 	ecrCfg := ecrConfig(cfg)
+	ecrCfg.Network = ecrNet
 	ecrClient, err := ecr.New(ctx, ecrCfg)
 	if err != nil {
 		resp.Diagnostics.Append(ecrConfigDiag(ecrCfg.Profile, err))
@@ -277,6 +313,7 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 	if resp.Diagnostics.HasError() {
 		return
 	}
+	glCfg.HTTPClient = &http.Client{Transport: gitlabNet.NewTransport()}
 	if data.gitlab, err = gitlab.New(glCfg); err != nil {
 		resp.Diagnostics.AddAttributeError(path.Root("gitlab").AtName("base_url"), "Cannot Configure the GitLab Client",
 			"Check gitlab.base_url (or GITLAB_BASE_URL / CI_SERVER_URL).\n\nOriginal Error: "+err.Error())
@@ -286,7 +323,7 @@ func (p *imagesyncProvider) Configure(ctx context.Context, req provider.Configur
 		data.gitlabErr = "No GitLab token is configured. Set gitlab.token in the provider block, or GITLAB_TOKEN " +
 			"in the environment (CI_JOB_TOKEN is used inside GitLab CI jobs)."
 	}
-	data.engine = p.newEngine(ctx, cfg, data, ecrCfg.RegistryEndpoint, token, glCfg.RegistryURL)
+	data.engine = p.newEngine(ctx, cfg, data, ecrCfg, glCfg, gitlabNet)
 	resp.DataSourceData = data
 	resp.ResourceData = data
 }
@@ -298,6 +335,8 @@ func checkKnown(cfg providerModel, diags *diag.Diagnostics) {
 		"ecr.registry_id": cfg.ECR.RegistryID.IsUnknown(), "ecr.endpoint": cfg.ECR.Endpoint.IsUnknown(),
 		"ecr.registry_endpoint": cfg.ECR.RegistryEndpoint.IsUnknown(), "gitlab.base_url": cfg.GitLab.BaseURL.IsUnknown(),
 		"gitlab.token": cfg.GitLab.Token.IsUnknown(), "gitlab.registry_url": cfg.GitLab.RegistryURL.IsUnknown(),
+		"ecr.custom_ca_bundle": cfg.ECR.CustomCABundle.IsUnknown(), "gitlab.cacert_file": cfg.GitLab.CACertFile.IsUnknown(),
+		"idle_timeout": cfg.IdleTimeout.IsUnknown(),
 	}
 	for _, name := range slices.Sorted(maps.Keys(unknown)) {
 		if unknown[name] {
@@ -354,16 +393,18 @@ func (p *imagesyncProvider) gitlabConfig(cfg providerModel, token string, jobTok
 }
 
 // newEngine builds the copy engine every resource of the run shares.
-func (p *imagesyncProvider) newEngine(ctx context.Context, cfg providerModel, data *providerData, ecrEndpoint, token, registryURL string) *mirror.Engine {
+func (p *imagesyncProvider) newEngine(ctx context.Context, cfg providerModel, data *providerData, ecrCfg ecr.Config, glCfg gitlab.Config, gitlabNet network.Settings) *mirror.Engine {
 	maxBlobs := defaultMaxConcurrentBlobs
 	if !cfg.MaxConcurrentBlobs.IsNull() && !cfg.MaxConcurrentBlobs.IsUnknown() {
 		maxBlobs = int(cfg.MaxConcurrentBlobs.ValueInt64())
 	}
 	engine := mirror.New(mirror.Config{
 		ECR:                ecrCredentials{Client: data.ecr, redactor: data.redactor},
-		ECREndpoint:        ecrEndpoint,
+		ECREndpoint:        ecrCfg.RegistryEndpoint,
+		ECRNetwork:         ecrCfg.Network,
 		GitLabUser:         data.gitlab.RegistryUsername,
-		GitLabToken:        token,
+		GitLabToken:        glCfg.Token,
+		GitLabNetwork:      gitlabNet,
 		MaxConcurrentBlobs: maxBlobs,
 		RequestsPerSecond:  cfg.RequestsPerSecond.ValueFloat64(),
 		Logger: func(ctx context.Context, msg string, fields map[string]any) {
@@ -372,7 +413,7 @@ func (p *imagesyncProvider) newEngine(ctx context.Context, cfg providerModel, da
 		Slog:      newSlogger(ctx, data.redactor, &data.logTurns, regclientLogFloor(os.Getenv)),
 		UserAgent: "terraform-provider-imagesync/" + p.version,
 	})
-	if u, err := gitlab.ParseRegistryURL(registryURL); registryURL != "" && err == nil {
+	if u, err := gitlab.ParseRegistryURL(glCfg.RegistryURL); glCfg.RegistryURL != "" && err == nil {
 		engine.AddGitLabRegistry(u.Host, u.Scheme == "http")
 	}
 	return engine

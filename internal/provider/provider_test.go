@@ -152,6 +152,12 @@ data "imagesync_ecr_repositories" "x" {
   requests_per_second = -1
 }`, `(?s)requests_per_second.*at\s+least\s+0`},
 		{`provider "imagesync" {
+  idle_timeout = "soon"
+}`, `(?s)Invalid Duration.*idle_timeout.*"soon"`},
+		{`provider "imagesync" {
+  idle_timeout = "10ms"
+}`, `(?s)Invalid Duration.*idle_timeout.*shorter\s+than\s+1s`},
+		{`provider "imagesync" {
   ecr {
     assume_role { role_arn = "migration" }
   }

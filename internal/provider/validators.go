@@ -250,3 +250,29 @@ func (positiveTimeoutsValidator) ValidateObject(_ context.Context, req validator
 		}
 	}
 }
+
+// durationValidator accepts a Go duration string (such as 60s or 2m) of at
+// least min.
+type durationValidator struct{ min time.Duration }
+
+func (v durationValidator) Description(context.Context) string {
+	return fmt.Sprintf("a duration such as 60s or 2m, at least %s", v.min)
+}
+
+func (v durationValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (v durationValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	s := req.ConfigValue.ValueString()
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid Duration",
+			fmt.Sprintf("The value %q is not a duration. Use a number with a unit, such as 60s, 90s or 2m.", s))
+	case d < v.min:
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid Duration",
+			fmt.Sprintf("The value %q is shorter than %s. Use %s or more, such as 60s or 2m.", s, v.min, v.min))
+	}
+}

@@ -294,3 +294,27 @@ func TestTimeoutsBlockValidates(t *testing.T) {
 		t.Errorf("timeoutsBlock = %#v, want a SingleNestedBlock with positiveTimeoutsValidator", block)
 	}
 }
+
+func TestDurationValidator(t *testing.T) {
+	v := durationValidator{min: minIdleTimeout}
+	for value, wantDetail := range map[string]string{
+		"60s": "", "2m": "", "1s": "", "1h30m": "",
+		"soon": `"soon" is not a duration`, "60": `"60" is not a duration`,
+		"10ms": `"10ms" is shorter than 1s`, "-5s": `"-5s" is shorter than 1s`,
+	} {
+		diags := validate(v, types.StringValue(value))
+		if wantDetail == "" {
+			if diags.HasError() {
+				t.Errorf("%q: unexpected %v", value, diags)
+			}
+			continue
+		}
+		if len(diags) != 1 || !strings.Contains(diags[0].Detail(), wantDetail) || diags[0].Summary() != "Invalid Duration" {
+			t.Errorf("%q: diagnostics = %v; want Invalid Duration with %q", value, diags, wantDetail)
+			continue
+		}
+		if d, ok := diags[0].(diag.DiagnosticWithPath); !ok || !d.Path().Equal(path.Root("x")) {
+			t.Errorf("%q: diagnostic not pinned to the attribute's path: %v", value, diags[0])
+		}
+	}
+}
