@@ -1,7 +1,6 @@
 package localenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -96,33 +95,21 @@ func (t *ecrTokens) rewriteAuthorizationToken(resp *http.Response, callerOf func
 	if resp.StatusCode != http.StatusOK {
 		return nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
 	var out struct {
 		AuthorizationData []map[string]any `json:"authorizationData"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return fmt.Errorf("moto GetAuthorizationToken answer: %w", err)
-	}
-	caller := ""
-	if m := credentialKey.FindStringSubmatch(resp.Request.Header.Get("Authorization")); m != nil {
-		caller = callerOf(m[1])
-	}
-	for _, d := range out.AuthorizationData {
-		pass, exp := t.issue(caller, time.Now())
-		d["authorizationToken"] = base64.StdEncoding.EncodeToString([]byte("AWS:" + pass))
-		d["expiresAt"] = float64(exp.UnixMilli()) / 1000
-	}
-	if body, err = json.Marshal(out); err != nil {
-		return err
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	resp.ContentLength = int64(len(body))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	return nil
+	return rewriteJSON(resp, &out, func() error {
+		caller := ""
+		if m := credentialKey.FindStringSubmatch(resp.Request.Header.Get("Authorization")); m != nil {
+			caller = callerOf(m[1])
+		}
+		for _, d := range out.AuthorizationData {
+			pass, exp := t.issue(caller, time.Now())
+			d["authorizationToken"] = base64.StdEncoding.EncodeToString([]byte("AWS:" + pass))
+			d["expiresAt"] = float64(exp.UnixMilli()) / 1000
+		}
+		return nil
+	})
 }
 
 // ecrRegistry is the guard of the ECR registry proxy: ECR's authentication
@@ -132,6 +119,7 @@ type ecrRegistry struct {
 	name, region, account string
 	password              string // the environment's own credential, which may write
 	tokens                *ecrTokens
+	pulls                 *ecrPulls
 	s3                    *S3
 	backend               *url.URL
 	client                *http.Client
@@ -163,6 +151,7 @@ func (g *ecrRegistry) serve(w http.ResponseWriter, r *http.Request) bool {
 			return true
 		}
 		r.SetBasicAuth("AWS", g.password)
+		g.pulls.mark(r)
 	}
 	if m := ecrReferrersPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodGet {
 		g.serveReferrers(w, r, m[1], m[2])
@@ -241,12 +230,13 @@ func (e *Env) startECRProxy(backend string) error {
 	}
 	e.ecr = &ecrRegistry{
 		name: e.ECRRegistryName, region: e.Region, account: e.AccountID, password: e.ECRPassword,
-		tokens: e.ecrTokens, s3: e.S3, backend: u,
+		tokens: e.ecrTokens, pulls: e.ecrPulls, s3: e.S3, backend: u,
 		client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}},
 	}
 	if e.ECRProxy, err = newGuardedProxy(backend, e.ecr.serve); err != nil {
 		return err
 	}
+	e.ECRProxy.rp.ModifyResponse = e.ecrPulls.record
 	e.S3.parent.Store(&e.ECRProxy.counters)
 	e.ECRRegistryEndpoint = e.ECRProxy.URL
 	return nil

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecr"
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
@@ -39,6 +40,41 @@ func testECRRegistry(t *testing.T, env *Env) {
 	t.Run("ExpiredToken", func(t *testing.T) { testECRExpiredToken(t, env) })
 	t.Run("WriteRefused", func(t *testing.T) { testECRWriteRefused(t, env) })
 	t.Run("ReferrersAPI", func(t *testing.T) { testECRReferrersAPI(t, env) })
+	t.Run("PullTimes", func(t *testing.T) { testECRPullTimes(t, env) })
+}
+
+// testECRPullTimes: DescribeImages reports the last pull the registry saw,
+// as ECR's lastRecordedPullTime; the environment's own pushes and reads are
+// no pulls.
+func testECRPullTimes(t *testing.T, env *Env) {
+	ctx := t.Context()
+	img, err := env.PushECRImage(ctx, "pulls/app", "v1", ImageSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.TagECRImageDigest(ctx, "pulls/app", img.Digest, "stable"); err != nil {
+		t.Fatal(err)
+	}
+	lastPull := func() *time.Time {
+		t.Helper()
+		out, err := env.ECRClient(ctx, false).DescribeImages(ctx, &ecr.DescribeImagesInput{RepositoryName: aws.String("pulls/app")})
+		if err != nil || len(out.ImageDetails) != 1 {
+			t.Fatalf("DescribeImages pulls/app: %v, %d images", err, len(out.ImageDetails))
+		}
+		return out.ImageDetails[0].LastRecordedPullTime
+	}
+	if got := lastPull(); got != nil {
+		t.Fatalf("a pushed image that nobody pulled has a pull time %s", got)
+	}
+	before := time.Now().Truncate(time.Second)
+	dig, err := env.PullECRImage(ctx, "pulls/app", "stable")
+	if err != nil || dig != img.Digest {
+		t.Fatalf("PullECRImage = %s, %v; want %s", dig, err, img.Digest)
+	}
+	got := lastPull()
+	if got == nil || got.Before(before) || got.After(time.Now()) {
+		t.Errorf("after a pull at %s, lastRecordedPullTime = %v", before, got)
+	}
 }
 
 // testECRReferrersAPI: ECR answers the OCI referrers API (since 2024): the

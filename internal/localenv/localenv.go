@@ -80,6 +80,7 @@ type Env struct {
 	logf      func(format string, args ...any)
 	procs     []*proc
 	ecrTokens *ecrTokens
+	ecrPulls  *ecrPulls
 	ecr       *ecrRegistry
 	closeOnce sync.Once
 	closeErr  error
@@ -189,6 +190,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		WorkDir:         dir,
 		logf:            logf,
 		ecrTokens:       newECRTokens(),
+		ecrPulls:        newECRPulls(),
 	}
 	defer func() {
 		if err != nil {

@@ -98,10 +98,14 @@ func (e *Env) startMoto(ctx context.Context, bin string) error {
 	return nil
 }
 
-// rewriteECRAPIResponse makes moto's answers ECR's: JSON errors, and a fresh
-// registry token per GetAuthorizationToken.
+// rewriteECRAPIResponse makes moto's answers ECR's: JSON errors, a fresh
+// registry token per GetAuthorizationToken, and the pull times DescribeImages
+// reports.
 func (e *Env) rewriteECRAPIResponse(resp *http.Response) error {
 	if err := fixJSONErrors(resp); err != nil {
+		return err
+	}
+	if err := e.ecrPulls.fillDescribeImages(resp); err != nil {
 		return err
 	}
 	return e.ecrTokens.rewriteAuthorizationToken(resp, func(key string) string {
@@ -157,12 +161,38 @@ func fixJSONErrors(resp *http.Response) error {
 		code = t
 	}
 	out, _ := json.Marshal(map[string]string{"__type": code, "message": msg})
-	resp.Body = io.NopCloser(bytes.NewReader(out))
-	resp.ContentLength = int64(len(out))
-	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	setBody(resp, out)
 	resp.Header.Set("Content-Type", "application/x-amz-json-1.1")
 	resp.Header.Set("X-Amzn-ErrorType", code)
 	return nil
+}
+
+// rewriteJSON decodes the body of moto's answer into v, lets edit change v,
+// and answers v instead.
+func rewriteJSON(resp *http.Response, v any, edit func() error) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("moto's answer to %s: %w", resp.Request.Header.Get("X-Amz-Target"), err)
+	}
+	if err := edit(); err != nil {
+		return err
+	}
+	if body, err = json.Marshal(v); err != nil {
+		return err
+	}
+	setBody(resp, body)
+	return nil
+}
+
+// setBody replaces the body of an answer.
+func setBody(resp *http.Response, body []byte) {
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 }
 
 func (e *Env) iamClient(id, secret string) *iam.Client {
