@@ -57,6 +57,7 @@ type AssumeRole struct {
 type API interface {
 	ecr.DescribeRepositoriesAPIClient
 	ecr.ListImagesAPIClient
+	ecr.DescribeImagesAPIClient
 	GetAuthorizationToken(ctx context.Context, in *ecr.GetAuthorizationTokenInput, opts ...func(*ecr.Options)) (*ecr.GetAuthorizationTokenOutput, error)
 }
 
@@ -176,6 +177,19 @@ func (c *Client) registry(id string) *string {
 
 // Repositories lists repositories matching the filter, sorted by name, each with its tags.
 func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, error) {
+	repos, err := c.DescribeRepositories(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.ListTagsOf(ctx, repos, f.TagRegex); err != nil {
+		return nil, err
+	}
+	return repos, nil
+}
+
+// DescribeRepositories lists the repositories whose names pass the filter,
+// sorted by name, without their tags.
+func (c *Client) DescribeRepositories(ctx context.Context, f Filter) ([]Repository, error) {
 	in := &ecr.DescribeRepositoriesInput{RegistryId: c.registry(f.RegistryID)}
 	if len(f.Names) > 0 {
 		in.RepositoryNames = f.Names // ECR refuses maxResults beside names
@@ -220,25 +234,36 @@ func (c *Client) Repositories(ctx context.Context, f Filter) ([]Repository, erro
 		c.defaultAccount = repos[0].RegistryID
 		c.mu.Unlock()
 	}
-	// Tags of several repositories at once: a plan over hundreds of
-	// repositories waits on these calls, and ECR allows far more than this.
-	errs := make([]error, len(repos))
+	return repos, nil
+}
+
+// ListTagsOf fills in the Images of each repository, keeping the tags that
+// tagFilter (if set) accepts.
+func (c *Client) ListTagsOf(ctx context.Context, repos []Repository, tagFilter Matcher) error {
+	return eachRepository(len(repos), func(i int) (err error) {
+		repos[i].Images, err = c.Tags(ctx, repos[i].RegistryID, repos[i].Name, tagFilter)
+		return err
+	})
+}
+
+// eachRepository runs fn for repositories 0 to n-1, listConcurrency at a
+// time, and joins their errors. A plan over hundreds of repositories waits
+// on these calls, and ECR allows far more than this.
+func eachRepository(n int, fn func(i int) error) error {
+	errs := make([]error, n)
 	lim := make(chan struct{}, listConcurrency)
 	var wg sync.WaitGroup
-	for i := range repos {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			lim <- struct{}{}
 			defer func() { <-lim }()
-			repos[i].Images, errs[i] = c.Tags(ctx, repos[i].RegistryID, repos[i].Name, f.TagRegex)
+			errs[i] = fn(i)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return repos, nil
+	return errors.Join(errs...)
 }
 
 // pageLimit is the largest page DescribeRepositories and ListImages return.

@@ -31,6 +31,8 @@ type fakeAPI struct {
 	// missing repositories answer ListImages with RepositoryNotFoundException.
 	missing map[string]bool
 	descErr error
+	// details maps repository name -> what DescribeImages answers.
+	details map[string][]types.ImageDetail
 
 	authToken  string
 	authExpiry *time.Time
@@ -40,6 +42,7 @@ type fakeAPI struct {
 	mu         sync.Mutex
 	descCalls  []*ecr.DescribeRepositoriesInput
 	listCalls  []*ecr.ListImagesInput
+	imageCalls []*ecr.DescribeImagesInput
 	authCalls  []*ecr.GetAuthorizationTokenInput
 	descTokens []string
 }
@@ -79,6 +82,19 @@ func (f *fakeAPI) ListImages(_ context.Context, in *ecr.ListImagesInput, _ ...fu
 	ids := f.images[name]
 	start, end, next := page(in.NextToken, f.pageSize, len(ids))
 	return &ecr.ListImagesOutput{ImageIds: ids[start:end], NextToken: next}, nil
+}
+
+func (f *fakeAPI) DescribeImages(_ context.Context, in *ecr.DescribeImagesInput, _ ...func(*ecr.Options)) (*ecr.DescribeImagesOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.imageCalls = append(f.imageCalls, in)
+	name := aws.ToString(in.RepositoryName)
+	if f.missing[name] {
+		return nil, &types.RepositoryNotFoundException{Message: aws.String("repository " + name + " not found")}
+	}
+	d := f.details[name]
+	start, end, next := page(in.NextToken, f.pageSize, len(d))
+	return &ecr.DescribeImagesOutput{ImageDetails: d[start:end], NextToken: next}, nil
 }
 
 func (f *fakeAPI) GetAuthorizationToken(_ context.Context, in *ecr.GetAuthorizationTokenInput, _ ...func(*ecr.Options)) (*ecr.GetAuthorizationTokenOutput, error) {
@@ -641,5 +657,46 @@ func TestDescribeRepositoriesPageSize(t *testing.T) {
 				t.Errorf("names %v: DescribeRepositories MaxResults = %d, want %d", names, got, want)
 			}
 		}
+	}
+}
+
+func TestImageDetails(t *testing.T) {
+	pushed := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	pulled := pushed.Add(48 * time.Hour)
+	f := newFake()
+	f.details = map[string][]types.ImageDetail{"team/api": {
+		{ImageDigest: aws.String("sha256:b2"), ImageTags: []string{"latest", "v2"}, ImageSizeInBytes: aws.Int64(2048),
+			ImagePushedAt: aws.Time(pushed), LastRecordedPullTime: aws.Time(pulled)},
+		{ImageDigest: aws.String("sha256:a1"), ImageTags: []string{"v1"}, ImageSizeInBytes: aws.Int64(1024), ImagePushedAt: aws.Time(pushed)},
+		{ImageDigest: aws.String("sha256:c3"), ImageSizeInBytes: aws.Int64(10)},
+	}}
+	f.missing = map[string]bool{"gone": true}
+	c := NewWithAPI(f, "", "")
+	got, err := c.DetailsOf(context.Background(), []Repository{{Name: "team/api"}, {Name: "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]ImageDetail{
+		"team/api": {
+			{Digest: "sha256:a1", Tags: []string{"v1"}, SizeBytes: 1024, PushedAt: pushed},
+			{Digest: "sha256:b2", Tags: []string{"latest", "v2"}, SizeBytes: 2048, PushedAt: pushed, LastPulledAt: pulled},
+			{Digest: "sha256:c3", SizeBytes: 10},
+		},
+		"web": nil,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("DetailsOf = %+v, want %+v", got, want)
+	}
+	// Three images in pages of two: two calls for team/api, one for web, each asking for ECR's largest page.
+	if len(f.imageCalls) != 3 {
+		t.Errorf("%d DescribeImages calls, want 3", len(f.imageCalls))
+	}
+	for _, in := range f.imageCalls {
+		if aws.ToInt32(in.MaxResults) != pageLimit {
+			t.Errorf("DescribeImages asked for pages of %d, want %d", aws.ToInt32(in.MaxResults), pageLimit)
+		}
+	}
+	if _, err := c.DetailsOf(context.Background(), []Repository{{Name: "gone"}}); !errors.Is(err, ErrRepositoryNotFound) {
+		t.Errorf("a missing repository gave %v, want ErrRepositoryNotFound", err)
 	}
 }

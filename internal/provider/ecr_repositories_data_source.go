@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"regexp"
 	"strings"
 	"time"
@@ -45,7 +46,13 @@ type ecrRepositoriesModel struct {
 	TagRegex     types.String `tfsdk:"tag_regex"`
 	ShardIndex   types.Int64  `tfsdk:"shard_index"`
 	ShardCount   types.Int64  `tfsdk:"shard_count"`
-	Repositories types.List   `tfsdk:"repositories"`
+	// The image details and the filters on them (ecr_repositories_details.go).
+	IncludeDetails types.Bool   `tfsdk:"include_details"`
+	PushedAfter    types.String `tfsdk:"pushed_after"`
+	MostRecent     types.Int64  `tfsdk:"most_recent"`
+	// How gitlab_image folds names deeper than GitLab allows.
+	GitLabImageSeparator types.String `tfsdk:"gitlab_image_separator"`
+	Repositories         types.List   `tfsdk:"repositories"`
 }
 
 var repositoryAttrTypes = map[string]attr.Type{
@@ -56,6 +63,10 @@ var repositoryAttrTypes = map[string]attr.Type{
 	"created_at":     types.StringType,
 	"tag_mutability": types.StringType,
 	"images":         types.MapType{ElemType: types.StringType},
+	"gitlab_image":   types.StringType,
+	"image_details":  types.MapType{ElemType: types.ObjectType{AttrTypes: imageDetailAttrTypes}},
+	"size_bytes":     types.Int64Type,
+	"last_pulled_at": types.StringType,
 }
 
 func (d *ecrRepositoriesDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -67,7 +78,8 @@ func (d *ecrRepositoriesDataSource) Schema(_ context.Context, _ datasource.Schem
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Lists ECR repositories with their tags and digests, sorted by name, for a `for_each` of " +
 			"`imagesync_gitlab_mirrored_image`. Filters combine: a repository is listed when it passes every filter set. " +
-			"Uses only `ecr:DescribeRepositories` and `ecr:ListImages`.",
+			"Uses only `ecr:DescribeRepositories` and `ecr:ListImages`, and `ecr:DescribeImages` for the image details and the " +
+			"filters on push times.",
 		Attributes: map[string]schema.Attribute{
 			"registry_id": schema.StringAttribute{
 				Optional:            true,
@@ -110,6 +122,32 @@ func (d *ecrRepositoriesDataSource) Schema(_ context.Context, _ datasource.Schem
 					"planned by its own CI job. Default `1`: every repository. " + shardDescription,
 				Validators: []validator.Int64{int64validator.AtLeast(1)},
 			},
+			"include_details": schema.BoolAttribute{
+				Optional: true,
+				MarkdownDescription: "Also read what ECR records about each image (`ecr:DescribeImages`, one call per 1,000 images " +
+					"of a repository): `image_details`, `size_bytes` and `last_pulled_at` of each repository. Default `false`: " +
+					"they are null.",
+			},
+			"pushed_after": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "Only images pushed to ECR after this time, an RFC 3339 timestamp such as " +
+					"`2025-01-01T00:00:00Z`. Applied after `tag_regex`, to whole images: every tag of a kept image is kept. " +
+					"Reads the push times with `ecr:DescribeImages`.",
+				Validators: []validator.String{rfc3339Validator{}},
+			},
+			"most_recent": schema.Int64Attribute{
+				Optional: true,
+				MarkdownDescription: "Only the N most recently pushed images of each repository, e.g. `5`, after `tag_regex` and " +
+					"`pushed_after`; every tag of a kept image is kept. Reads the push times with `ecr:DescribeImages`.",
+				Validators: []validator.Int64{int64validator.AtLeast(1)},
+			},
+			"gitlab_image_separator": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "What joins the leading path levels of a repository name deeper than GitLab allows, in " +
+					"`gitlab_image`: `org/team/service/api` becomes `org-team-service/api` with the default `-`. One of `.`, " +
+					"`_`, `__` or a run of `-`.",
+				Validators: []validator.String{imageSeparatorValidator{}},
+			},
 			"repositories": schema.ListNestedAttribute{
 				Computed:            true,
 				MarkdownDescription: "The repositories found, sorted by name.",
@@ -126,7 +164,38 @@ func (d *ecrRepositoriesDataSource) Schema(_ context.Context, _ datasource.Schem
 							Computed:    true,
 							MarkdownDescription: "Tag -> digest of every tagged image (after `tag_regex`); untagged images are left out, and so, " +
 								"with a warning naming them, are tags GitLab cannot hold (over 128 characters, which ECR allows up to 300, " +
-								"or of the form `sha256-<hex>` naming another digest).",
+								"or of the form `sha256-<hex>` naming another digest), and images that `pushed_after` or " +
+								"`most_recent` leave out.",
+						},
+						"gitlab_image": schema.StringAttribute{
+							Computed: true,
+							MarkdownDescription: "An image name below a GitLab project that GitLab accepts, for `target_image`: the " +
+								"repository name when GitLab takes it (at most two path levels), else the leading levels joined " +
+								"by `gitlab_image_separator` (`org/team/service/api` -> `org-team-service/api`). Two repositories " +
+								"that would share a name fail the read, naming both.",
+						},
+						"image_details": schema.MapNestedAttribute{
+							Computed: true,
+							MarkdownDescription: "With `include_details`: per tag in `images`, what ECR records about its image: " +
+								"`digest`, `size_bytes` (as ECR counts it: the compressed layers), `pushed_at` and `last_pulled_at` " +
+								"(RFC 3339; null when ECR recorded no pull). ECR records pull times with a delay of up to a day, " +
+								"so they are approximate. Null without `include_details`.",
+							NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+								"digest":         schema.StringAttribute{Computed: true, MarkdownDescription: "Image digest."},
+								"size_bytes":     schema.Int64Attribute{Computed: true, MarkdownDescription: "Image size in bytes, as ECR reports it."},
+								"pushed_at":      schema.StringAttribute{Computed: true, MarkdownDescription: "When the image was pushed to ECR, RFC 3339."},
+								"last_pulled_at": schema.StringAttribute{Computed: true, MarkdownDescription: "When ECR last recorded a pull of the image, RFC 3339; null if never."},
+							}},
+						},
+						"size_bytes": schema.Int64Attribute{
+							Computed:            true,
+							MarkdownDescription: "With `include_details`: the sizes of all the repository's images added up, as ECR reports them. Null without.",
+						},
+						"last_pulled_at": schema.StringAttribute{
+							Computed: true,
+							MarkdownDescription: "With `include_details`: the latest pull ECR recorded of any image of the repository, " +
+								"tagged or not and whatever the filters (approximate, see `image_details`), RFC 3339; null if none " +
+								"or without `include_details`.",
 						},
 					},
 				},
@@ -149,14 +218,18 @@ func shardOf(name string, count int64) int64 {
 	return int64(h.Sum32()) % count
 }
 
-// shardMatcher keeps the names of one shard that also pass next, if set.
-type shardMatcher struct {
-	next         ecr.Matcher
-	index, count int64
-}
-
-func (m shardMatcher) MatchString(name string) bool {
-	return shardOf(name, m.count) == m.index && (m.next == nil || m.next.MatchString(name))
+// shardRepositories keeps, in order, the repositories of one shard.
+func shardRepositories(repos []ecr.Repository, index, count int64) []ecr.Repository {
+	if count <= 1 {
+		return repos
+	}
+	var kept []ecr.Repository
+	for _, r := range repos {
+		if shardOf(r.Name, count) == index {
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }
 
 // ValidateConfig checks shard_index against shard_count; each alone is
@@ -200,23 +273,63 @@ func (d *ecrRepositoriesDataSource) Read(ctx context.Context, req datasource.Rea
 		return
 	}
 	f := filterOf(ctx, m, &resp.Diagnostics)
+	sel := selectionOf(m, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	repos, err := d.data.ecr.Repositories(ctx, f)
+	repos, err := d.data.ecr.DescribeRepositories(ctx, f)
+	if err != nil {
+		resp.Diagnostics.Append(listingDiag(f, err))
+		return
+	}
+	// Image names are checked over every shard: two repositories that would
+	// share a name may sit in different shards of one GitLab project.
+	sep := defaultImageSeparator
+	if v := m.GitLabImageSeparator.ValueString(); v != "" {
+		sep = v
+	}
+	names, shared := gitlabImageNames(repositoryNames(repos), sep)
+	if len(shared) > 0 {
+		resp.Diagnostics.Append(sharedImageNamesDiag(shared, sep))
+		return
+	}
+	// The shard is chosen before any tag is listed: a shard costs ECR only
+	// its own repositories' ListImages calls.
+	repos = shardRepositories(repos, m.ShardIndex.ValueInt64(), m.ShardCount.ValueInt64())
+	details, err := d.listImages(ctx, repos, f, sel)
 	if err != nil {
 		resp.Diagnostics.Append(listingDiag(f, err))
 		return
 	}
 	tflog.Debug(ctx, "listed ECR repositories", map[string]any{"count": len(repos),
 		"shard_index": m.ShardIndex.ValueInt64(), "shard_count": m.ShardCount.ValueInt64()})
-	list, diags := repositoriesValue(repos)
+	list, diags := repositoriesValue(repos, names, details, sel)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
 	m.Repositories = list
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// listImages fills in each repository's tags and, when the selection needs
+// them, describes its images.
+func (d *ecrRepositoriesDataSource) listImages(ctx context.Context, repos []ecr.Repository, f ecr.Filter, sel imageSelection) (map[string][]ecr.ImageDetail, error) {
+	if err := d.data.ecr.ListTagsOf(ctx, repos, f.TagRegex); err != nil {
+		return nil, err
+	}
+	if !sel.needsDetails() {
+		return nil, nil
+	}
+	return d.data.ecr.DetailsOf(ctx, repos)
+}
+
+func repositoryNames(repos []ecr.Repository) []string {
+	names := make([]string, len(repos))
+	for i, r := range repos {
+		names[i] = r.Name
+	}
+	return names
 }
 
 // filterOf turns the configuration into the ECR listing's filter.
@@ -240,12 +353,20 @@ func filterOf(ctx context.Context, m ecrRepositoriesModel, diags *diag.Diagnosti
 		}
 		*r.dst = re
 	}
-	if count := m.ShardCount.ValueInt64(); count > 1 {
-		// Applied with the name filters, before any tag is listed: a shard
-		// costs ECR only its own repositories' ListImages calls.
-		f.NameRegex = shardMatcher{next: f.NameRegex, index: m.ShardIndex.ValueInt64(), count: count}
-	}
 	return f
+}
+
+// selectionOf reads the details and the filters on them from the configuration.
+func selectionOf(m ecrRepositoriesModel, diags *diag.Diagnostics) imageSelection {
+	sel := imageSelection{includeDetails: m.IncludeDetails.ValueBool(), mostRecent: int(m.MostRecent.ValueInt64())}
+	if v := m.PushedAfter.ValueString(); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil { // the validator catches this first; kept for values known only at apply
+			diags.AddAttributeError(path.Root("pushed_after"), "Invalid Timestamp", err.Error())
+		}
+		sel.pushedAfter = t
+	}
+	return sel
 }
 
 func listingDiag(f ecr.Filter, err error) diag.Diagnostic {
@@ -259,8 +380,8 @@ func listingDiag(f ecr.Filter, err error) diag.Diagnostic {
 
 // repositoriesValue converts the listing, leaving out (with a warning per
 // repository) the tags GitLab cannot hold, so that images = each.value.images
-// always plans.
-func repositoriesValue(repos []ecr.Repository) (types.List, diag.Diagnostics) {
+// always plans, and the images the selection's filters leave out.
+func repositoriesValue(repos []ecr.Repository, names map[string]string, details map[string][]ecr.ImageDetail, sel imageSelection) (types.List, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	objs := make([]attr.Value, 0, len(repos))
 	for _, r := range repos {
@@ -268,15 +389,22 @@ func repositoriesValue(repos []ecr.Repository) (types.List, diag.Diagnostics) {
 		if len(leftOut) > 0 {
 			diags.Append(leftOutWarning(path.Root("repositories"), r.Name, leftOut))
 		}
+		if sel.needsDetails() {
+			kept = keepImages(kept, details[r.Name], sel)
+		}
 		created := ""
 		if !r.CreatedAt.IsZero() {
 			created = r.CreatedAt.UTC().Format(time.RFC3339)
 		}
-		obj, d := types.ObjectValue(repositoryAttrTypes, map[string]attr.Value{
+		attrs, d := repositoryDetails(kept, details[r.Name], sel.includeDetails)
+		diags.Append(d...)
+		maps.Copy(attrs, map[string]attr.Value{
 			"name": types.StringValue(r.Name), "uri": types.StringValue(r.URI), "arn": types.StringValue(r.ARN),
 			"registry_id": types.StringValue(r.RegistryID), "created_at": types.StringValue(created),
 			"tag_mutability": types.StringValue(r.TagMutability), "images": mapValue(kept),
+			"gitlab_image": types.StringValue(names[r.Name]),
 		})
+		obj, d := types.ObjectValue(repositoryAttrTypes, attrs)
 		diags.Append(d...)
 		objs = append(objs, obj)
 	}

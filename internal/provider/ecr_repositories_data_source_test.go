@@ -1,16 +1,22 @@
 package provider
 
 import (
+	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
 
 // repoCheck expects one listed repository with exactly these images.
@@ -181,30 +187,27 @@ func TestShardOf(t *testing.T) {
 	}
 }
 
-func TestShardMatcher(t *testing.T) {
-	team := regexp.MustCompile(`^team/`)
-	names := []string{"web", "team/api", "team/worker", "signed/app", "team/x", "team/y", "other"}
-	for _, count := range []int64{2, 3} {
+func TestShardRepositories(t *testing.T) {
+	var repos []ecr.Repository
+	for _, name := range []string{"other", "signed/app", "team/api", "team/worker", "team/x", "team/y", "web"} {
+		repos = append(repos, ecr.Repository{Name: name})
+	}
+	for _, count := range []int64{1, 2, 3} {
 		seen := map[string]int64{}
 		for index := range count {
-			m := shardMatcher{next: team, index: index, count: count}
-			for _, name := range names {
-				if !m.MatchString(name) {
-					continue
+			shard := shardRepositories(repos, index, count)
+			if !slices.IsSortedFunc(shard, func(a, b ecr.Repository) int { return strings.Compare(a.Name, b.Name) }) {
+				t.Errorf("shard %d/%d is out of order: %v", index, count, shard)
+			}
+			for _, r := range shard {
+				if prev, dup := seen[r.Name]; dup {
+					t.Errorf("%q is in shards %d and %d of %d", r.Name, prev, index, count)
 				}
-				if !team.MatchString(name) {
-					t.Errorf("shard %d/%d keeps %q, which name_regex drops", index, count, name)
-				}
-				if prev, dup := seen[name]; dup {
-					t.Errorf("%q is in shards %d and %d of %d", name, prev, index, count)
-				}
-				seen[name] = index
+				seen[r.Name] = index
 			}
 		}
-		for _, name := range names {
-			if _, ok := seen[name]; team.MatchString(name) && !ok {
-				t.Errorf("%q is in no shard of %d", name, count)
-			}
+		if len(seen) != len(repos) {
+			t.Errorf("%d of %d repositories are in a shard of %d", len(seen), len(repos), count)
 		}
 	}
 }
@@ -267,6 +270,163 @@ func TestAccECRRepositoriesDataSource_badShards(t *testing.T) {
 			step("  shard_index = 1\n", `(?s)Shard Index Out of Range.*shard_count = 1`),
 			step("  shard_count = 0\n", `(?s)Invalid Attribute Value.*shard_count.*at least 1`),
 			step("  shard_index = -1\n  shard_count = 2\n", `(?s)Invalid Attribute Value.*shard_index.*at least 0`),
+		},
+	})
+}
+
+// detailsRepo pushes three images to a fresh, deep ECR repository, a second
+// apart so ECR's push times order them: v1; v2 and stable; v3 and latest.
+// stable is pulled once. It returns the repository, its tags and the time
+// between the first and the second push.
+func detailsRepo(t *testing.T) (repo string, tags map[string]string, between time.Time) {
+	t.Helper()
+	repo = "org/" + uniqueName(t) + "/svc/api"
+	v1 := pushECR(t, repo, "v1", localenv.ImageSpec{})
+	time.Sleep(1100 * time.Millisecond)
+	between = time.Now().Truncate(time.Second)
+	time.Sleep(1100 * time.Millisecond)
+	v2 := pushECR(t, repo, "v2", localenv.ImageSpec{})
+	tagECR(t, repo, "v2", "stable")
+	time.Sleep(1100 * time.Millisecond)
+	v3 := pushECR(t, repo, "v3", localenv.ImageSpec{OCI: true, Platforms: 2})
+	tagECR(t, repo, "v3", "latest")
+	if _, err := testEnv.PullECRImage(context.Background(), repo, "stable"); err != nil {
+		t.Fatal(err)
+	}
+	return repo, map[string]string{"v1": v1.Digest, "v2": v2.Digest, "stable": v2.Digest, "v3": v3.Digest, "latest": v3.Digest}, between
+}
+
+func subset(m map[string]string, keys ...string) map[string]string {
+	out := map[string]string{}
+	for _, k := range keys {
+		out[k] = m[k]
+	}
+	return out
+}
+
+var rfc3339Check = knownvalue.StringRegexp(regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`))
+
+func TestAccECRRepositoriesDataSource_details(t *testing.T) {
+	testAccPreCheck(t)
+	repo, tags, between := detailsRepo(t)
+	project := testEnv.GitLab.AddProject("acc/" + uniqueName(t)).Path
+	folded := strings.Join(strings.Split(repo, "/")[:3], "-") + "/api"
+	// moto takes an image's size from its config alone, so an index (v3) has none.
+	detail := func(pulled knownvalue.Check) knownvalue.Check {
+		return knownvalue.ObjectExact(map[string]knownvalue.Check{"digest": knownvalue.NotNull(),
+			"size_bytes": knownvalue.NotNull(), "pushed_at": rfc3339Check, "last_pulled_at": pulled})
+	}
+	all := tfjsonpath.New("repositories").AtSliceIndex(0)
+	config := providerConfig() + fmt.Sprintf(`
+data "imagesync_ecr_repositories" "all" {
+  names           = [%[1]q]
+  include_details = true
+}
+data "imagesync_ecr_repositories" "plain" {
+  names                  = [%[1]q]
+  gitlab_image_separator = "__"
+}
+data "imagesync_ecr_repositories" "recent" {
+  names       = [%[1]q]
+  most_recent = 2
+}
+data "imagesync_ecr_repositories" "releases" {
+  names       = [%[1]q]
+  tag_regex   = "^v"
+  most_recent = 1
+}
+data "imagesync_ecr_repositories" "after" {
+  names        = [%[1]q]
+  pushed_after = %[2]q
+}
+resource "imagesync_gitlab_mirrored_image" "recent" {
+  source_repository = data.imagesync_ecr_repositories.recent.repositories[0].name
+  target_image      = data.imagesync_ecr_repositories.recent.repositories[0].gitlab_image
+  gitlab_project    = %[3]q
+  images            = data.imagesync_ecr_repositories.recent.repositories[0].images
+}
+`, repo, between.UTC().Format(time.RFC3339), project)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{{
+			Config: config,
+			ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+				// Fed from most_recent = 2, the plan copies those images' tags only.
+				plancheck.ExpectKnownValue("imagesync_gitlab_mirrored_image.recent", tfjsonpath.New("images"),
+					imagesCheck(subset(tags, "v2", "stable", "v3", "latest"))),
+				plancheck.ExpectKnownValue("imagesync_gitlab_mirrored_image.recent", tfjsonpath.New("target_image"), knownvalue.StringExact(folded)),
+			}},
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.all", all.AtMapKey("gitlab_image"), knownvalue.StringExact(folded)),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.all", all.AtMapKey("images"), imagesCheck(tags)),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.all", all.AtMapKey("image_details"), knownvalue.MapExact(map[string]knownvalue.Check{
+					"v1": detail(knownvalue.Null()), "v2": detail(rfc3339Check), "stable": detail(rfc3339Check),
+					"v3": detail(knownvalue.Null()), "latest": detail(knownvalue.Null()),
+				})),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.all", all.AtMapKey("image_details").AtMapKey("stable").AtMapKey("digest"), knownvalue.StringExact(tags["stable"])),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.all", all.AtMapKey("last_pulled_at"), rfc3339Check),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.all", all.AtMapKey("size_bytes"), knownvalue.NotNull()),
+				// Without include_details, none of them; the filters still apply.
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.plain", all.AtMapKey("image_details"), knownvalue.Null()),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.plain", all.AtMapKey("last_pulled_at"), knownvalue.Null()),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.plain", all.AtMapKey("gitlab_image"),
+					knownvalue.StringExact(strings.Join(strings.Split(repo, "/")[:3], "__")+"/api")),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.recent", all.AtMapKey("images"), imagesCheck(subset(tags, "v2", "stable", "v3", "latest"))),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.releases", all.AtMapKey("images"), imagesCheck(subset(tags, "v3"))),
+				statecheck.ExpectKnownValue("data.imagesync_ecr_repositories.after", all.AtMapKey("images"), imagesCheck(subset(tags, "v2", "stable", "v3", "latest"))),
+				statecheck.ExpectKnownValue("imagesync_gitlab_mirrored_image.recent", tfjsonpath.New("images"), imagesCheck(subset(tags, "v2", "stable", "v3", "latest"))),
+				checkNow(func() { checkGitLabDigests(t, project+"/"+folded, subset(tags, "v2", "stable", "v3", "latest")) }),
+			},
+		}},
+	})
+}
+
+func TestAccECRRepositoriesDataSource_sharedGitLabImage(t *testing.T) {
+	testAccPreCheck(t)
+	name := uniqueName(t)
+	deep, flat := "org/"+name+"/api", "org-"+name+"/api"
+	for _, repo := range []string{deep, flat} {
+		if err := testEnv.CreateECRRepository(context.Background(), repo); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config := func(extra string) string {
+		return providerConfig() + fmt.Sprintf(`
+data "imagesync_ecr_repositories" "both" {
+  name_regex = %q
+  %s
+}
+`, "^org[-/]"+name+"/api$", extra)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config(""),
+				ExpectError: regexp.MustCompile(`(?s)ECR Repositories Share a GitLab Image Name.*` + regexp.QuoteMeta(flat) + `\s+and\s+` +
+					regexp.QuoteMeta(deep) + `\s+->\s+` + regexp.QuoteMeta(`"`+flat+`"`)),
+			},
+			{
+				// Each shard alone holds one of them; they still collide in the project.
+				Config:      config("shard_count = 2\nshard_index = 1"),
+				ExpectError: regexp.MustCompile(`ECR Repositories Share a GitLab Image Name`),
+			},
+			{
+				Config:      config(`gitlab_image_separator = "/"`),
+				ExpectError: regexp.MustCompile(`Invalid GitLab Image Separator`),
+			},
+			{
+				Config:      config(`pushed_after = "last tuesday"`),
+				ExpectError: regexp.MustCompile(`Invalid Timestamp`),
+			},
+			{
+				Config: config(`gitlab_image_separator = "--"`),
+				ConfigStateChecks: []statecheck.StateCheck{
+					reposOf("data.imagesync_ecr_repositories.both",
+						knownvalue.ObjectPartial(map[string]knownvalue.Check{"name": knownvalue.StringExact(flat), "gitlab_image": knownvalue.StringExact(flat)}),
+						knownvalue.ObjectPartial(map[string]knownvalue.Check{"name": knownvalue.StringExact(deep), "gitlab_image": knownvalue.StringExact("org--" + name + "/api")})),
+				},
+			},
 		},
 	})
 }

@@ -37,6 +37,10 @@ var (
 // maxImageSegments is how deep an image may sit below its GitLab project.
 const maxImageSegments = 2
 
+// defaultImageSeparator joins the path levels of a name deeper than GitLab
+// allows, e.g. "a/b/c/d" -> "a-b-c/d".
+const defaultImageSeparator = "-"
+
 // targetImageProblem explains why GitLab would refuse an image name below a
 // project, and suggests a name it accepts; "" when the name is fine.
 func targetImageProblem(name string) (problem, suggestion string) {
@@ -47,7 +51,7 @@ func targetImageProblem(name string) (problem, suggestion string) {
 			bad = append(bad, fmt.Sprintf("%q", s))
 		}
 	}
-	suggestion = suggestImageName(name)
+	suggestion = suggestImageName(name, defaultImageSeparator)
 	switch {
 	case name == "":
 		return "is empty", suggestion
@@ -60,8 +64,10 @@ func targetImageProblem(name string) (problem, suggestion string) {
 }
 
 // suggestImageName lowercases, replaces characters GitLab refuses, and folds
-// extra leading segments into the first, e.g. "a/b/c/d" -> "a-b-c/d".
-func suggestImageName(name string) string {
+// extra leading segments into the first, joined by sep, e.g. "a/b/c/d" ->
+// "a-b-c/d". An ECR name needs only the folding: ECR's grammar is stricter
+// than GitLab's within a segment.
+func suggestImageName(name, sep string) string {
 	segments := strings.Split(strings.ToLower(name), "/")
 	clean := segments[:0]
 	for _, s := range segments {
@@ -86,7 +92,7 @@ func suggestImageName(name string) string {
 		return "image"
 	}
 	if len(clean) > maxImageSegments {
-		head := strings.Join(clean[:len(clean)-maxImageSegments+1], "-")
+		head := strings.Join(clean[:len(clean)-maxImageSegments+1], sep)
 		clean = append([]string{head}, clean[len(clean)-maxImageSegments+1:]...)
 	}
 	return strings.Join(clean, "/")
@@ -113,6 +119,52 @@ func (targetImageValidator) ValidateString(_ context.Context, req validator.Stri
 			fmt.Sprintf("The target_image %q %s. GitLab image names are lowercase path segments of letters and digits "+
 				"separated by '.', '_', '__' or '-', at most %d deep below the project. For example: target_image = %q.",
 				name, problem, maxImageSegments, suggestion))
+	}
+}
+
+// imageSeparatorValidator accepts a separator that keeps the segments it
+// joins one GitLab path segment: '.', '_', '__' or a run of '-'.
+type imageSeparatorValidator struct{}
+
+func (imageSeparatorValidator) Description(context.Context) string {
+	return "one of \".\", \"_\", \"__\" or one or more \"-\""
+}
+
+func (v imageSeparatorValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (imageSeparatorValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	sep := req.ConfigValue.ValueString()
+	if sep != "" && strings.Trim(sep, "._-") == "" && pathComponentPattern.MatchString("a"+sep+"b") {
+		return
+	}
+	resp.Diagnostics.AddAttributeError(req.Path, "Invalid GitLab Image Separator",
+		fmt.Sprintf("The separator %q would not give image names GitLab accepts: it joins path segments into one, so it "+
+			"must be a separator GitLab allows inside a segment: \".\", \"_\", \"__\" or one or more \"-\", e.g. \"--\".", sep))
+}
+
+// rfc3339Validator requires a timestamp in RFC 3339, the form Terraform's
+// timestamp() and timeadd() return.
+type rfc3339Validator struct{}
+
+func (rfc3339Validator) Description(context.Context) string {
+	return "an RFC 3339 timestamp such as 2025-01-01T00:00:00Z"
+}
+
+func (v rfc3339Validator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (rfc3339Validator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if _, err := time.Parse(time.RFC3339, req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid Timestamp",
+			fmt.Sprintf("The value %q is not an RFC 3339 timestamp. Use the form 2025-01-01T00:00:00Z (UTC) or "+
+				"2025-01-01T01:00:00+01:00, as Terraform's timestamp() returns.\n\nOriginal Error: %s", req.ConfigValue.ValueString(), err))
 	}
 }
 

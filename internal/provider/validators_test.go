@@ -72,7 +72,7 @@ func TestSuggestImageName(t *testing.T) {
 		"my app:1.0":       "my-app-1.0",
 	}
 	for in, want := range tests {
-		if got := suggestImageName(in); got != want {
+		if got := suggestImageName(in, defaultImageSeparator); got != want {
 			t.Errorf("suggestImageName(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -84,7 +84,7 @@ func TestSuggestImageNameIsValid(t *testing.T) {
 		"", "Web", "a/b/c", "org/team/svc/api", "-lead", "trail-", "a//b", "UPPER/Case",
 		"My Team/My App/v2", "x/@@/y", "team/api:latest", "a/b/c/d/e/f",
 	} {
-		s := suggestImageName(in)
+		s := suggestImageName(in, defaultImageSeparator)
 		if problem, _ := targetImageProblem(s); problem != "" {
 			t.Errorf("suggestImageName(%q) = %q, which itself %s", in, s, problem)
 		}
@@ -95,7 +95,7 @@ func TestSuggestImageNameIsValid(t *testing.T) {
 // suggestion is itself a valid name.
 func TestSuggestImageNameRepeatedSeparators(t *testing.T) {
 	for _, in := range []string{"a..b", "a._b", "a___b", "a-.b", "my--.app"} {
-		s := suggestImageName(in)
+		s := suggestImageName(in, defaultImageSeparator)
 		if problem, _ := targetImageProblem(s); problem != "" {
 			t.Errorf("suggestImageName(%q) = %q, which itself %s", in, s, problem)
 		}
@@ -315,6 +315,26 @@ func TestDurationValidator(t *testing.T) {
 		}
 		if d, ok := diags[0].(diag.DiagnosticWithPath); !ok || !d.Path().Equal(path.Root("x")) {
 			t.Errorf("%q: diagnostic not pinned to the attribute's path: %v", value, diags[0])
+		}
+	}
+}
+
+func TestImageSeparatorValidator(t *testing.T) {
+	for sep, ok := range map[string]bool{"-": true, "--": true, ".": true, "_": true, "__": true,
+		"/": false, "": false, "___": false, "._": false, "x": false, " ": false, "-.": false} {
+		diags := validate(imageSeparatorValidator{}, types.StringValue(sep))
+		if diags.HasError() == ok {
+			t.Errorf("separator %q: error %v, want ok %v", sep, diags, ok)
+		}
+	}
+}
+
+func TestRFC3339Validator(t *testing.T) {
+	for v, ok := range map[string]bool{"2025-01-01T00:00:00Z": true, "2025-01-01T01:00:00+01:00": true,
+		"2025-01-01": false, "yesterday": false, "2025-01-01 00:00:00": false} {
+		diags := validate(rfc3339Validator{}, types.StringValue(v))
+		if diags.HasError() == ok {
+			t.Errorf("%q: error %v, want ok %v", v, diags, ok)
 		}
 	}
 }
