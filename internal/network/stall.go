@@ -64,11 +64,12 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err := t.base.RoundTrip(r)
-	w.gotAnswer()
 	if err != nil {
+		w.pause()
 		cancel()
 		return nil, w.stallOr(err)
 	}
+	w.gotAnswer()
 	resp.Body = &watchedResponseBody{ReadCloser: resp.Body, w: w, cancel: cancel}
 	return resp, nil
 }
@@ -103,12 +104,13 @@ func (w *watch) fire() {
 func (w *watch) progress(phase string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.fired {
+		return // the phase stays the one that stalled
+	}
 	if phase != "" {
 		w.phase = phase
 	}
-	if !w.fired {
-		w.timer.Reset(w.idle)
-	}
+	w.timer.Reset(w.idle)
 }
 
 // pause stops the clock while the caller, not the network, is awaited.
@@ -151,9 +153,13 @@ func isHeaderTimeout(err error) bool {
 // trace names the phase of the request as it goes.
 func (w *watch) trace() *httptrace.ClientTrace {
 	return &httptrace.ClientTrace{
-		GotConn:              func(httptrace.GotConnInfo) { w.progress(phaseSending) },
-		TLSHandshakeDone:     func(tls.ConnectionState, error) { w.progress("") },
-		WroteRequest:         func(httptrace.WroteRequestInfo) { w.progress(phaseWaiting) },
+		GotConn:          func(httptrace.GotConnInfo) { w.progress(phaseSending) },
+		TLSHandshakeDone: func(tls.ConnectionState, error) { w.progress("") },
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				w.progress(phaseWaiting)
+			}
+		},
 		GotFirstResponseByte: func() { w.progress("") },
 	}
 }
