@@ -40,7 +40,11 @@ func (l *ecrLogin) roundTrip(base http.RoundTripper, req *http.Request) (*http.R
 	}
 	cred, err := l.creds.Credential(req.Context())
 	if err != nil {
-		return loginFailure(req, fmt.Errorf("getting the ECR registry token (ecr:GetAuthorizationToken): %w", err)), nil
+		err = fmt.Errorf("getting the ECR registry token (ecr:GetAuthorizationToken): %w", err)
+		if isConnectionFailure(err) {
+			return nil, err
+		}
+		return loginFailure(req, err), nil
 	}
 	resp, err := sendBasic(base, req, cred)
 	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden) {

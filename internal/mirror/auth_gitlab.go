@@ -71,6 +71,8 @@ func (g *gitlabTokens) roundTrip(base http.RoundTripper, req *http.Request) (*ht
 	switch {
 	case errors.As(err, &busy):
 		return answer(req, busy.status, busy.header.Clone(), busy.body), nil
+	case isConnectionFailure(err):
+		return nil, fmt.Errorf("getting a GitLab registry token: %w", err)
 	case err != nil:
 		return loginFailure(req, err), nil
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +19,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/mediatype"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 )
 
 // blobRegistries is an ECR that serves one blob and an open GitLab registry
@@ -26,27 +30,36 @@ type blobRegistries struct {
 	desc   descriptor.Descriptor
 	answer func(put int) (status int, retryAfter, body string)
 
-	mu    sync.Mutex
-	calls map[string]int
-	times map[string][]time.Time
+	// Faults: the first stallDownloads blob GETs send half the blob and then
+	// nothing, the first stallUploads PUTs read nothing of their body, until
+	// the test ends; idle is the engine's idle timeout.
+	stallDownloads, stallUploads int
+	idle                         time.Duration
+	release                      chan struct{}
+
+	mu       sync.Mutex
+	calls    map[string]int
+	times    map[string][]time.Time
+	ranges   []string // Range headers of the blob GETs
+	received []string // digests of the blobs GitLab received
 }
 
-func newBlobRegistries(t *testing.T, answer func(put int) (int, string, string)) (*blobRegistries, *copier) {
+type blobOpt func(*blobRegistries)
+
+func newBlobRegistries(t *testing.T, answer func(put int) (int, string, string), opts ...blobOpt) (*blobRegistries, *copier) {
 	t.Helper()
-	b := &blobRegistries{blob: []byte(strings.Repeat("layer bytes ", 1000)), answer: answer, calls: map[string]int{}, times: map[string][]time.Time{}}
+	b := &blobRegistries{blob: []byte(strings.Repeat("layer bytes ", 1000)), answer: answer, calls: map[string]int{}, times: map[string][]time.Time{}, release: make(chan struct{})}
+	for _, opt := range opts {
+		opt(b)
+	}
 	sum := sha256.Sum256(b.blob)
 	b.desc = descriptor.Descriptor{MediaType: mediatype.OCI1LayerGzip, Digest: digest.Digest("sha256:" + hex.EncodeToString(sum[:])), Size: int64(len(b.blob))}
-	ecrSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.count("ECR", r)
-		w.Header().Set("Content-Length", strconv.Itoa(len(b.blob)))
-		w.Header().Set("Docker-Content-Digest", b.desc.Digest.String())
-		_, _ = w.Write(b.blob)
-	}))
-	t.Cleanup(ecrSrv.Close)
+	ecrSrv := httptest.NewServer(http.HandlerFunc(b.serveECR))
 	gitlabSrv := httptest.NewServer(http.HandlerFunc(b.serveGitLab))
-	t.Cleanup(gitlabSrv.Close)
+	t.Cleanup(func() { close(b.release); ecrSrv.Close(); gitlabSrv.Close() })
 
-	e := New(Config{ECR: &fakeCredentials{}, ECREndpoint: ecrSrv.URL})
+	nets := network.Settings{IdleTimeout: b.idle}
+	e := New(Config{ECR: &fakeCredentials{}, ECREndpoint: ecrSrv.URL, ECRNetwork: nets, GitLabNetwork: nets})
 	u, _ := url.Parse(gitlabSrv.URL)
 	e.AddGitLabRegistry(u.Host, true)
 	c, err := e.newCopier(context.Background(), Request{Source: "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api", Target: u.Host + "/group/project/api"})
@@ -65,6 +78,30 @@ func (b *blobRegistries) count(side string, r *http.Request) int {
 	return b.calls[key]
 }
 
+// serveECR serves the blob, or the part a Range asks for, stalling as told.
+func (b *blobRegistries) serveECR(w http.ResponseWriter, r *http.Request) {
+	n := b.count("ECR", r)
+	body, status := b.blob, http.StatusOK
+	var from int
+	if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-", &from); err == nil {
+		b.mu.Lock()
+		b.ranges = append(b.ranges, r.Header.Get("Range"))
+		b.mu.Unlock()
+		body, status = b.blob[from:], http.StatusPartialContent
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(b.blob)-1, len(b.blob)))
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Docker-Content-Digest", b.desc.Digest.String())
+	w.WriteHeader(status)
+	if n <= b.stallDownloads {
+		_, _ = w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		<-b.release
+		return
+	}
+	_, _ = w.Write(body)
+}
+
 func (b *blobRegistries) serveGitLab(w http.ResponseWriter, r *http.Request) {
 	n := b.count("GitLab", r)
 	switch r.Method {
@@ -72,7 +109,15 @@ func (b *blobRegistries) serveGitLab(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", "/v2/group/project/api/blobs/uploads/1")
 		w.WriteHeader(http.StatusAccepted)
 	case http.MethodPut, http.MethodPatch:
-		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Method == http.MethodPut && n <= b.stallUploads {
+			<-b.release
+			return
+		}
+		h := sha256.New()
+		_, _ = io.Copy(h, r.Body)
+		b.mu.Lock()
+		b.received = append(b.received, "sha256:"+hex.EncodeToString(h.Sum(nil)))
+		b.mu.Unlock()
 		status, retryAfter, body := b.answer(n)
 		if retryAfter != "" {
 			w.Header().Set("Retry-After", retryAfter)
@@ -125,3 +170,70 @@ func TestRateLimitedBlobUploadSentAgainAfterRetryAfter(t *testing.T) {
 		t.Errorf("read from ECR again %s after the 429, want after its Retry-After of 1 s", wait)
 	}
 }
+
+// testIdle is short so the tests run fast, long enough for a busy machine.
+const testIdle = time.Second
+
+func stalling(downloads, uploads int) blobOpt {
+	return func(b *blobRegistries) { b.stallDownloads, b.stallUploads, b.idle = downloads, uploads, testIdle }
+}
+
+// TestStalledDownloadResumesWithRange: a download that stops sending ends
+// after the idle timeout and goes on with a Range request from the last
+// byte received; GitLab gets the blob whole.
+func TestStalledDownloadResumesWithRange(t *testing.T) {
+	b, c := newBlobRegistries(t, created, stalling(1, 0))
+	if err := c.streamBlob(context.Background(), b.desc); err != nil {
+		t.Fatalf("streamBlob with a stalled download: %v", err)
+	}
+	half := len(b.blob) / 2
+	if want := fmt.Sprintf("bytes=%d-%d", half, len(b.blob)); len(b.ranges) != 1 || b.ranges[0] != want {
+		t.Errorf("Range requests %q; want one, %q", b.ranges, want)
+	}
+	if b.calls["ECR GET"] != 2 || len(b.received) != 1 || b.received[0] != b.desc.Digest.String() {
+		t.Errorf("requests %v, GitLab received %d blobs; want two GETs and the blob whole", b.calls, len(b.received))
+	}
+}
+
+// TestDownloadThatNeverRecovers: every resume stalls too; the error names
+// ECR's host, the digest and what was tried, and another attempt may work.
+func TestDownloadThatNeverRecovers(t *testing.T) {
+	b, c := newBlobRegistries(t, created, stalling(1000, 0))
+	err := c.streamBlob(context.Background(), b.desc)
+	var stall *network.StallError
+	if SideOf(err) != SideECR || !errors.As(err, &stall) || stall.Phase != "reading the response body" {
+		t.Fatalf("error %v; want ECR's stall reading the body", err)
+	}
+	for _, want := range []string{stall.Host, b.desc.Digest.String(), "resumed with Range from byte 6000"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if !isTransient(err) {
+		t.Errorf("a stall is worth another attempt: %v", err)
+	}
+	t.Log(err)
+}
+
+// TestStalledUploadEnds: a registry that stops reading an upload's body
+// ends the upload after the idle timeout, as a GitLab failure another
+// attempt may get past; the next attempt sends the blob.
+func TestStalledUploadEnds(t *testing.T) {
+	b, c := newBlobRegistries(t, created, stalling(0, 1), func(b *blobRegistries) {
+		b.blob = make([]byte, 16<<20) // more than the sockets' buffers hold
+	})
+	err := c.streamBlob(context.Background(), b.desc)
+	var stall *network.StallError
+	if SideOf(err) != SideGitLab || !errors.As(err, &stall) || stall.Phase != "sending the request" {
+		t.Fatalf("error %v; want GitLab's stall while sending", err)
+	}
+	if !isTransient(err) {
+		t.Errorf("a stalled upload is worth another attempt: %v", err)
+	}
+	t.Log(err)
+	if err := c.streamBlob(context.Background(), b.desc); err != nil || len(b.received) != 1 || b.received[0] != b.desc.Digest.String() {
+		t.Errorf("second attempt: %v, GitLab received %d blobs", err, len(b.received))
+	}
+}
+
+func created(int) (int, string, string) { return http.StatusCreated, "", "" }

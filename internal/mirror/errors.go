@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/regclient/regclient/types/errs"
 
+	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 	"github.com/imagesync/terraform-provider-imagesync/internal/redact"
 )
 
@@ -125,6 +127,12 @@ func decodeErrorBody(body []byte) (code, message, detail string) {
 type recorder struct {
 	mu   sync.Mutex
 	last *RegistryError
+	// conn is the last connection failure of the call (a stall, a refused
+	// connection), failures how many there were, resumedFrom the offsets
+	// from which a download was asked for again.
+	conn        *ConnectionError
+	failures    int
+	resumedFrom []int64
 }
 
 type recorderKey struct{}
@@ -133,6 +141,44 @@ func (r *recorder) record(e *RegistryError) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last = e
+}
+
+// connFailed keeps a connection failure of side. An error the network
+// package does not recognise is left out: an upload that fails because its
+// source (the ECR download) broke off is the source's failure.
+func (r *recorder) connFailed(side Side, err error) {
+	if _, ok := network.Explain(err); !ok || side == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.conn = &ConnectionError{Side: side, Cause: err}
+	r.failures++
+}
+
+// noteResume keeps where a request asks to resume from: the engine sends no
+// Range of its own, so one is regclient resuming a broken-off download.
+func (r *recorder) noteResume(req *http.Request) {
+	var from int64
+	if _, err := fmt.Sscanf(req.Header.Get("Range"), "bytes=%d-", &from); err != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resumedFrom = append(r.resumedFrom, from)
+}
+
+// connectionError is the call's connection failure with what was tried,
+// around err, the call's own error; nil when no connection failed.
+func (r *recorder) connectionError(err error) *ConnectionError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conn == nil {
+		return nil
+	}
+	c := *r.conn
+	c.Failures, c.ResumedFrom, c.Err = r.failures, slices.Clone(r.resumedFrom), err
+	return &c
 }
 
 func recorderFrom(ctx context.Context) *recorder {
@@ -154,11 +200,50 @@ func call(ctx context.Context, side Side, op func(context.Context) error) error 
 	switch {
 	case last != nil:
 		return &callError{answer: last, err: err}
-	case SideOf(err) != "" || ctx.Err() != nil:
+	case ctx.Err() != nil:
+		return err
+	}
+	if conn := rec.connectionError(err); conn != nil {
+		return conn
+	}
+	if SideOf(err) != "" {
 		return err
 	}
 	return &SideError{Side: side, Err: err}
 }
+
+// ConnectionError is a call that failed because a connection did: it could
+// not be made, or it stalled. Cause is the last such failure (it names the
+// host), Failures how many the call met, ResumedFrom the byte offsets from
+// which a download was asked for again, and Err the call's own error.
+type ConnectionError struct {
+	Side        Side
+	Cause       error
+	Failures    int
+	ResumedFrom []int64
+	Err         error
+}
+
+func (c *ConnectionError) Error() string {
+	tried := fmt.Sprintf("%d failed attempt(s)", c.Failures)
+	if len(c.ResumedFrom) > 0 {
+		offsets := make([]string, len(c.ResumedFrom))
+		for i, o := range c.ResumedFrom {
+			offsets[i] = strconv.FormatInt(o, 10)
+		}
+		tried += ", resumed with Range from byte " + strings.Join(offsets, ", ")
+	}
+	if c.Err != nil && errors.Is(c.Err, c.Cause) {
+		return redact.Text(fmt.Sprintf("%v (%s)", c.Err, tried))
+	}
+	s := fmt.Sprintf("%v (%s)", c.Cause, tried)
+	if c.Err != nil {
+		s += ": " + c.Err.Error()
+	}
+	return redact.Text(s)
+}
+
+func (c *ConnectionError) Unwrap() []error { return []error{c.Cause, c.Err} }
 
 // callError is a failed regclient call with the registry's own answer.
 type callError struct {
@@ -190,6 +275,10 @@ func sideErr(side Side, err error) error {
 
 // SideOf tells which side an error came from; "" when it cannot tell.
 func SideOf(err error) Side {
+	var ce *ConnectionError
+	if errors.As(err, &ce) {
+		return ce.Side
+	}
 	var re *RegistryError
 	if errors.As(err, &re) {
 		return re.Side

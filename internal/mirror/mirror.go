@@ -193,6 +193,9 @@ func (e *Engine) withRetries(ctx context.Context, c *copier, what string, op fun
 		if err == nil || ctx.Err() != nil || !isTransient(err) {
 			break
 		}
+		if attempt == maxAttempts {
+			return cp, st, fmt.Errorf("%w; the copy was tried %d times", err, maxAttempts)
+		}
 		e.cfg.Logger(ctx, "copy interrupted; trying again", map[string]any{"target": what, "attempt": attempt, "error": err.Error()})
 	}
 	return cp, st, err

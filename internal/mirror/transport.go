@@ -3,6 +3,7 @@ package mirror
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 	"github.com/imagesync/terraform-provider-imagesync/internal/redact"
 )
 
@@ -95,13 +97,17 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		side = t.redirectedFrom(req)
 		resp, err = t.baseOf(side).RoundTrip(req)
 	}
+	rec := recorderFrom(req.Context())
 	if err == nil {
 		normalizeRetryAfter(resp)
+		resp.Body = &resumableBody{ReadCloser: resp.Body, rec: rec, side: side}
 	}
-	if rec := recorderFrom(req.Context()); rec != nil && side != "" && !isUploadCancel(req) {
+	if rec != nil && side != "" && !isUploadCancel(req) {
+		rec.noteResume(req)
 		switch {
 		case err != nil:
 			rec.record(nil)
+			rec.connFailed(side, err)
 		case resp.StatusCode >= 400:
 			rec.record(registryErrorFrom(side, req, resp))
 		case resp.StatusCode < 300:
@@ -109,6 +115,28 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 	}
 	return resp, err
+}
+
+// resumableBody reports a body that stalled to regclient as the connection
+// breaking off (io.ErrUnexpectedEOF), the one error on which regclient asks
+// again for the rest of a blob with a Range request from the last byte
+// received; the call's recorder keeps the stall for its error message.
+type resumableBody struct {
+	io.ReadCloser
+	rec  *recorder
+	side Side
+}
+
+func (b *resumableBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var stall *network.StallError
+	if errors.As(err, &stall) {
+		if b.rec != nil {
+			b.rec.connFailed(b.side, stall)
+		}
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // isUploadCancel is regclient cleaning up after a failed blob upload; its
@@ -173,6 +201,14 @@ func again(req *http.Request) *http.Request {
 func discard(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	_ = resp.Body.Close()
+}
+
+// isConnectionFailure is a login that failed on the way to the token
+// service, not by its refusal: a failure of the connection, which regclient
+// may try again and the diagnostic explains as such.
+func isConnectionFailure(err error) bool {
+	_, ok := network.Explain(err)
+	return ok
 }
 
 // loginFailure answers a request whose credentials could not be obtained as

@@ -34,6 +34,9 @@ func sideHint(err error) string {
 	case errors.Is(err, context.Canceled), errors.Is(err, errs.ErrCanceled):
 		return "The copy was stopped before it finished (Ctrl-C, or Terraform stopping the provider). Apply again: " +
 			"only what is still missing is copied."
+	case isNetworkFailure(side, err):
+		hint, _ := networkHint(side, err)
+		return hint
 	case side == mirror.SideGitLab && answered && answer.Refused():
 		return fmt.Sprintf("GitLab's registry refused it (%d %s). If the tag is protected or immutable, check the "+
 			"project's Settings > Packages and registries > Container registry > Protected container tags and immutable "+
@@ -59,7 +62,17 @@ func sideHint(err error) string {
 	return "Check the network, and both registries' availability."
 }
 
+// isNetworkFailure is a connection failure networkHint explains.
+func isNetworkFailure(side mirror.Side, err error) bool {
+	_, ok := networkHint(side, err)
+	return ok
+}
+
 func projectDiag(project string, err error, redactor *redact.Redactor) diag.Diagnostic {
+	if hint, ok := networkHint(mirror.SideGitLab, err); ok {
+		return diag.NewErrorDiagnostic("Cannot Reach GitLab",
+			fmt.Sprintf("Error while looking up project %q in the GitLab API. %s\n\nOriginal Error: %s", project, hint, redactor.String(err.Error())))
+	}
 	switch {
 	case errors.Is(err, gitlab.ErrNotFound):
 		return diag.NewAttributeErrorDiagnostic(path.Root("gitlab_project"), "GitLab Project Not Found",

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
+	"github.com/imagesync/terraform-provider-imagesync/internal/mirror"
 )
 
 var (
@@ -416,7 +417,9 @@ func repositoriesValue(repos []ecr.Repository, names map[string]string, details 
 // ecrErrorDetail explains an ECR failure with what to check.
 func ecrErrorDetail(doing string, err error) string {
 	hint := "Check the AWS credentials, region and network access to the ECR API."
-	if ecr.IsAccessDenied(err) {
+	if network, ok := networkHint(mirror.SideECR, err); ok {
+		hint = network
+	} else if ecr.IsAccessDenied(err) {
 		hint = "The AWS identity lacks a permission. The provider needs only these read-only actions: " +
 			"ecr:GetAuthorizationToken, ecr:BatchCheckLayerAvailability, ecr:GetDownloadUrlForLayer, " +
 			"ecr:DescribeRepositories, ecr:ListImages, ecr:DescribeImages, ecr:BatchGetImage."
