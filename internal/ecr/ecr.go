@@ -68,10 +68,10 @@ type Client struct {
 	endpoint   string
 	region     string
 
-	mu    sync.Mutex
-	cred  Credential
-	tags  map[string]cachedTags
-	clock func() time.Time
+	mu       sync.Mutex
+	cred     Credential
+	listings map[string]listing
+	clock    func() time.Time
 	// defaultAccount is the account of the caller's own registry, once a
 	// listing of it told: the data source caches tags under the account a
 	// repository names, and a resource that names no registry must find them.
@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 
 // NewWithAPI wraps an existing API client.
 func NewWithAPI(api API, registryID, registryEndpoint string) *Client {
-	return &Client{api: api, registryID: registryID, endpoint: registryEndpoint, clock: time.Now, tags: map[string]cachedTags{}}
+	return &Client{api: api, registryID: registryID, endpoint: registryEndpoint, clock: time.Now, listings: map[string]listing{}}
 }
 
 // RegistryEndpoint is the override for registry traffic, or "".
@@ -275,24 +275,27 @@ const pageLimit = 1000
 // listConcurrency bounds the ListImages calls in flight for one listing.
 const listConcurrency = 8
 
-// cachedTags is a repository's tag list, kept for the life of the client:
-// one provider process serves one Terraform operation, and one plan reads
-// each repository through the data source and again in every resource's
-// plan. Kept for the whole plan, not for a fixed time: a plan of thousands
-// of repositories outlasts any fixed lifetime, and the same repositories
-// were then listed twice.
-type cachedTags struct {
-	tags map[string]string
+// listing is one ListImages walk of a repository, kept for the life of the
+// client: one provider process serves one Terraform operation, and one plan
+// reads each repository through the data source and again in every
+// resource's plan. Kept for the whole plan, not for a fixed time: a plan of
+// thousands of repositories outlasts any fixed lifetime, and the same
+// repositories were then listed twice.
+type listing struct {
+	tags map[string]string // tag -> digest
+	// digests is every manifest the repository holds, tagged or not: ECR
+	// lists the platforms of an index and referrers as untagged images.
+	digests []string
 }
 
 // Tags returns tag -> digest for one repository, keeping tags the matcher accepts.
 func (c *Client) Tags(ctx context.Context, registryID, repository string, tagFilter Matcher) (map[string]string, error) {
-	all, err := c.allTags(ctx, registryID, repository)
+	l, err := c.listing(ctx, registryID, repository)
 	if err != nil {
 		return nil, err
 	}
-	images := make(map[string]string, len(all))
-	for tag, dig := range all {
+	images := make(map[string]string, len(l.tags))
+	for tag, dig := range l.tags {
 		if tagFilter == nil || tagFilter.MatchString(tag) {
 			images[tag] = dig
 		}
@@ -300,34 +303,49 @@ func (c *Client) Tags(ctx context.Context, registryID, repository string, tagFil
 	return images, nil
 }
 
-func (c *Client) allTags(ctx context.Context, registryID, repository string) (map[string]string, error) {
+// Digests returns every manifest digest the repository holds, sorted: tagged
+// images, the platforms inside indexes and referrers, from the same listing
+// as Tags.
+func (c *Client) Digests(ctx context.Context, registryID, repository string) ([]string, error) {
+	l, err := c.listing(ctx, registryID, repository)
+	if err != nil {
+		return nil, err
+	}
+	return l.digests, nil
+}
+
+func (c *Client) listing(ctx context.Context, registryID, repository string) (listing, error) {
 	c.mu.Lock()
 	account := aws.ToString(c.registry(registryID))
 	if account == "" {
 		account = c.defaultAccount
 	}
 	key := account + "/" + repository
-	hit, ok := c.tags[key]
+	hit, ok := c.listings[key]
 	c.mu.Unlock()
 	if ok {
-		return hit.tags, nil
+		return hit, nil
 	}
-	images, err := c.listTags(ctx, registryID, repository)
+	l, err := c.listImages(ctx, registryID, repository)
 	if err != nil {
-		return nil, err
+		return listing{}, err
 	}
 	c.mu.Lock()
-	c.tags[key] = cachedTags{tags: images}
+	c.listings[key] = l
 	c.mu.Unlock()
-	return images, nil
+	return l, nil
 }
 
-func (c *Client) listTags(ctx context.Context, registryID, repository string) (map[string]string, error) {
-	images := map[string]string{}
+// listImages lists tagged and untagged images in one walk: the untagged ones
+// cost nothing extra in a repository of fewer than a thousand images, and
+// they tell whether any referrer can exist (see Digests).
+func (c *Client) listImages(ctx context.Context, registryID, repository string) (listing, error) {
+	l := listing{tags: map[string]string{}}
+	seen := map[string]bool{}
 	p := ecr.NewListImagesPaginator(c.api, &ecr.ListImagesInput{
 		RegistryId:     c.registry(registryID),
 		RepositoryName: aws.String(repository),
-		Filter:         &types.ListImagesFilter{TagStatus: types.TagStatusTagged},
+		Filter:         &types.ListImagesFilter{TagStatus: types.TagStatusAny},
 		MaxResults:     aws.Int32(pageLimit),
 	})
 	for p.HasMorePages() {
@@ -339,19 +357,23 @@ func (c *Client) listTags(ctx context.Context, registryID, repository string) (m
 				if id := c.registry(registryID); id != nil {
 					where = "the registry of account " + *id
 				}
-				return nil, fmt.Errorf("%w: %q in %s", ErrRepositoryNotFound, repository, where)
+				return listing{}, fmt.Errorf("%w: %q in %s", ErrRepositoryNotFound, repository, where)
 			}
-			return nil, fmt.Errorf("listing images of ECR repository %q: %w", repository, err)
+			return listing{}, fmt.Errorf("listing images of ECR repository %q: %w", repository, err)
 		}
 		for _, id := range out.ImageIds {
-			tag := aws.ToString(id.ImageTag)
-			if tag == "" {
-				continue
+			dig := aws.ToString(id.ImageDigest)
+			if dig != "" && !seen[dig] {
+				seen[dig] = true
+				l.digests = append(l.digests, dig)
 			}
-			images[tag] = aws.ToString(id.ImageDigest)
+			if tag := aws.ToString(id.ImageTag); tag != "" {
+				l.tags[tag] = dig
+			}
 		}
 	}
-	return images, nil
+	sort.Strings(l.digests)
+	return l, nil
 }
 
 // tokenRefreshMargin is how long before expiry a token is replaced: long

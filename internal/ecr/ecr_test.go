@@ -264,19 +264,40 @@ func TestTags(t *testing.T) {
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Tags = %v, want %v", got, tt.want)
 			}
-			// Seven image IDs two per page: four calls, each asking for tagged images only.
+			// Seven image IDs two per page: four calls, tagged and untagged in one walk.
 			if len(f.listCalls) != 4 {
 				t.Errorf("ListImages called %d times, want 4", len(f.listCalls))
 			}
 			for _, call := range f.listCalls {
-				if call.Filter == nil || call.Filter.TagStatus != types.TagStatusTagged {
-					t.Errorf("ListImages filter = %+v, want TagStatus TAGGED", call.Filter)
+				if call.Filter == nil || call.Filter.TagStatus != types.TagStatusAny {
+					t.Errorf("ListImages filter = %+v, want TagStatus ANY", call.Filter)
 				}
 				if aws.ToInt32(call.MaxResults) != 1000 {
 					t.Errorf("ListImages MaxResults = %v, want 1000 (ECR's largest page)", call.MaxResults)
 				}
 			}
 		})
+	}
+}
+
+// Digests lists every manifest of the repository, tagged or not, from the
+// same (cached) walk as Tags: no further ListImages call.
+func TestDigestsFromTheTagListing(t *testing.T) {
+	f := newFake()
+	c := NewWithAPI(f, "", "")
+	if _, err := c.Tags(context.Background(), "", "team/api", nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Digests(context.Background(), "", "team/api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"sha256:a1", "sha256:a2", "sha256:a3", "sha256:a4", "sha256:dangling1", "sha256:emptytag"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Digests = %v, want %v", got, want)
+	}
+	if len(f.listCalls) != 4 {
+		t.Errorf("ListImages called %d times, want the 4 of one walk", len(f.listCalls))
 	}
 }
 

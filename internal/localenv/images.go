@@ -246,7 +246,6 @@ func (e *Env) sizeOf(ctx context.Context, r ref.Ref, raw []byte) (int64, int) {
 	return total, 1
 }
 
-// recordECR makes moto know the image as ECR would after a push.
 // retryCutShort repeats a moto call whose response was cut short, up to three tries.
 func retryCutShort(call func() error) error {
 	var err error
@@ -259,6 +258,8 @@ func retryCutShort(call func() error) error {
 	return err
 }
 
+// recordECR makes moto know the image as ECR would after a push; an empty
+// tag records it untagged.
 func (e *Env) recordECR(ctx context.Context, repo, tag string, raw []byte, mediaType, dig string) error {
 	c := e.ECRClient(ctx, true)
 	err := retryCutShort(func() error {
@@ -275,7 +276,7 @@ func (e *Env) recordECR(ctx context.Context, repo, tag string, raw []byte, media
 			RepositoryName:         aws.String(repo),
 			ImageManifest:          aws.String(string(raw)),
 			ImageManifestMediaType: aws.String(mediaType),
-			ImageTag:               aws.String(tag),
+			ImageTag:               tagOrNil(tag),
 			ImageDigest:            aws.String(dig),
 		})
 		return err
@@ -285,6 +286,14 @@ func (e *Env) recordECR(ctx context.Context, repo, tag string, raw []byte, media
 		return fmt.Errorf("moto PutImage %s:%s: %w", repo, tag, err)
 	}
 	return nil
+}
+
+// tagOrNil is tag for an AWS input, nil when empty (an untagged image).
+func tagOrNil(tag string) *string {
+	if tag == "" {
+		return nil
+	}
+	return aws.String(tag)
 }
 
 type ociDesc struct {
@@ -491,7 +500,15 @@ func (e *Env) putManifest(ctx context.Context, r ref.Ref, raw []byte, mt string)
 	if err != nil {
 		return err
 	}
-	return e.regClient().ManifestPut(ctx, r, m)
+	if err := e.regClient().ManifestPut(ctx, r, m); err != nil {
+		return err
+	}
+	if r.Tag == "" && r.Registry == hostOf(e.ECRRegistryEndpoint) {
+		// ECR lists a manifest pushed by digest (a platform of an index, a
+		// referrer) as an untagged image.
+		return e.recordECR(ctx, r.Repository, "", raw, mt, r.Digest)
+	}
+	return nil
 }
 
 // pushLayer streams a generated layer: one pass to hash it (cached), a second
