@@ -123,8 +123,9 @@ func (g *gitlabTokens) username(ctx context.Context) string {
 }
 
 // repositoryPath finds the repository in a registry API path such as
-// /v2/group/project/api/manifests/v1.
-var repositoryPath = regexp.MustCompile(`^/v2/(.+)/(?:manifests|blobs|tags|referrers)(?:/|$)`)
+// /v2/group/project/api/manifests/v1, or GitLab's
+// /gitlab/v1/repositories/group/project/api/tags/list/.
+var repositoryPath = regexp.MustCompile(`^(?:/v2|/gitlab/v1/repositories)/(.+)/(?:manifests|blobs|tags|referrers)(?:/|$)`)
 
 // scopesOf is what a request needs: pull and push on its repository (one
 // token serves reads and writes), and pull on the source of a blob mount.

@@ -62,6 +62,7 @@ type Engine struct {
 	sem       chan struct{} // bounds blob transfers across every resource
 	transport *registryTransport
 	blobs     *blobIndex
+	tagsAPI   *tagsAPI
 	// tagScheme remembers, per GitLab registry host, whether it keeps the
 	// referrers fallback tag as a tag (see referrers.go).
 	tagScheme sync.Map
@@ -96,7 +97,7 @@ func New(cfg Config) *Engine {
 	}
 	return &Engine{
 		cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), transport: t,
-		blobs: newBlobIndex(), hosts: map[string]config.Host{},
+		blobs: newBlobIndex(), tagsAPI: newTagsAPI(t), hosts: map[string]config.Host{},
 	}
 }
 

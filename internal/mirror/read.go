@@ -16,14 +16,18 @@ import (
 // per-host limit bounds them across the provider.
 const headsInFlight = 16
 
-// ReadTags asks GitLab's registry for each tag's digest, one HEAD per tag, in
-// parallel. A tag the registry does not have is absent from the result; any
-// other failure of any tag is an error naming every failed tag. It never
-// touches ECR.
+// ReadTags asks GitLab's registry for each tag's digest: from GitLab's tag
+// listing where the registry serves it (one request per 1,000 tags), else one
+// HEAD per tag, in parallel. A tag the registry does not have is absent from
+// the result; any other failure of any tag is an error naming every failed
+// tag. It never touches ECR.
 func (e *Engine) ReadTags(ctx context.Context, image string, tags []string) (map[string]string, error) {
 	base, err := e.gitlabRef(image)
 	if err != nil {
 		return nil, err
+	}
+	if found, ok := e.listTagDigests(ctx, base, tags); ok {
+		return found, nil
 	}
 	return e.headAll(ctx, tags, func(tag string) ref.Ref { return base.SetTag(tag) })
 }
