@@ -16,6 +16,10 @@ import (
 // version is set at release time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// startProfiling starts what a profiling build records and returns what
+// ends it (see main_pprof.go); nothing in a normal build.
+var startProfiling = func() (stop func()) { return func() {} }
+
 func main() {
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "run the provider with support for debuggers like delve")
@@ -25,10 +29,12 @@ func main() {
 		orphan.ExitWhenOrphaned(context.Background())
 	}
 
+	stopProfiling := startProfiling()
 	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
 		Address: "registry.terraform.io/imagesync/imagesync",
 		Debug:   debug,
 	})
+	stopProfiling()
 	if err != nil {
 		log.Fatal(err.Error())
 	}
