@@ -158,6 +158,9 @@ data "imagesync_ecr_repositories" "x" {
   idle_timeout = "10ms"
 }`, `(?s)Invalid Duration.*idle_timeout.*shorter\s+than\s+1s`},
 		{`provider "imagesync" {
+  gitlab { cacert_file = "/nonexistent/ca.pem" }
+}`, `(?s)Cannot Read the CA Certificate File.*cacert_file.*/nonexistent/ca.pem`},
+		{`provider "imagesync" {
   ecr {
     assume_role { role_arn = "migration" }
   }
