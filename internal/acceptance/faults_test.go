@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
 
@@ -287,9 +288,9 @@ func rowProtectedTag(challenge bool) func(t *testing.T) outcome {
 	return func(t *testing.T) outcome {
 		f := newFaultFixture(t, standardImages(256<<10))
 		const protected = "v2"
-		opts := []localenv.TagRuleOption{localenv.InProject(f.project)}
+		opts := []fakegitlab.TagRuleOption{fakegitlab.InProject(f.project)}
 		if challenge {
-			opts = append(opts, localenv.WithChallenge())
+			opts = append(opts, fakegitlab.WithChallenge())
 		}
 		unprotect := env.GitLab.ProtectTags(regexp.MustCompile(`^`+protected+`$`), opts...)
 		t.Cleanup(unprotect)

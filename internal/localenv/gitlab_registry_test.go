@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
 )
 
 // testGitLabRegistry runs against the TestLocalEnv environment.
@@ -31,7 +33,7 @@ func testGitLabRegistry(t *testing.T, env *Env) {
 // repo.
 func glRegistry(t *testing.T, env *Env, method, repo, path string, body []byte, contentType string) (*http.Response, string) {
 	t.Helper()
-	tok, err := env.GitLab.MintToken("root", []Access{{Type: "repository", Name: repo, Actions: []string{"pull", "push", "delete"}}})
+	tok, err := env.GitLab.MintToken("root", []fakegitlab.Access{{Type: "repository", Name: repo, Actions: []string{"pull", "push", "delete"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,12 +143,12 @@ func testProtectedTags(t *testing.T, env *Env) {
 	}
 
 	// Per project, with a challenge, and lifted again.
-	other := env.GitLab.ProtectTags(regexp.MustCompile(`^dev$`), InProject("some/other-project"))
+	other := env.GitLab.ProtectTags(regexp.MustCompile(`^dev$`), fakegitlab.InProject("some/other-project"))
 	if s, body := putManifest(t, env, repo, "dev", raw, mt); s != http.StatusCreated {
 		t.Fatalf("a rule of another project applied: %d %s", s, body)
 	}
 	other()
-	challenged := env.GitLab.ProtectTags(regexp.MustCompile(`^dev$`), InProject("migration/images"), WithChallenge())
+	challenged := env.GitLab.ProtectTags(regexp.MustCompile(`^dev$`), fakegitlab.InProject("migration/images"), fakegitlab.WithChallenge())
 	resp, body = glRegistry(t, env, http.MethodPut, repo, "/manifests/dev", raw, mt)
 	if c, _, _ := registryError(t, body); resp.StatusCode != http.StatusUnauthorized || c != "PROTECTED_TAG" ||
 		!strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
@@ -162,7 +164,7 @@ func testProtectedTags(t *testing.T, env *Env) {
 func testImmutableTags(t *testing.T, env *Env) {
 	const repo = "migration/images/immutable"
 	raw, mt, _ := pushedManifest(t, env, repo, "base", 82)
-	defer env.GitLab.ProtectTags(regexp.MustCompile(`^r\d+$`), Immutable())()
+	defer env.GitLab.ProtectTags(regexp.MustCompile(`^r\d+$`), fakegitlab.Immutable())()
 	if s, body := putManifest(t, env, repo, "r1", raw, mt); s != http.StatusCreated {
 		t.Fatalf("creating immutable tag r1: %d %s", s, body)
 	}
@@ -171,7 +173,7 @@ func testImmutableTags(t *testing.T, env *Env) {
 	resp, body = glRegistry(t, env, http.MethodDelete, repo, "/manifests/r1", nil, "")
 	expectRefusal(t, "DELETE r1", resp, body, "IMMUTABLE_TAG", `tag "r1" is immutable`)
 
-	defer env.GitLab.ProtectTags(regexp.MustCompile(`^base$`), OnlyDelete())()
+	defer env.GitLab.ProtectTags(regexp.MustCompile(`^base$`), fakegitlab.OnlyDelete())()
 	if s, body := putManifest(t, env, repo, "base", raw, mt); s != http.StatusCreated {
 		t.Fatalf("PUT of a tag protected against delete only: %d %s", s, body)
 	}
@@ -270,7 +272,7 @@ func testImagePathDepth(t *testing.T, env *Env) {
 		t.Fatalf("no token: %+v", tok)
 	}
 	claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	var c struct{ Access []Access }
+	var c struct{ Access []fakegitlab.Access }
 	_ = json.Unmarshal(claims, &c)
 	if len(c.Access) != 1 || c.Access[0].Name != "migration/images/x/y" {
 		t.Fatalf("access %s: want only migration/images/x/y, two levels below the project", claims)

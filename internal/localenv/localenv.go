@@ -14,9 +14,9 @@
 //     another host name (s3.go), which refuses a second auth mechanism and
 //     expired URLs as S3 does; the environment itself writes with its own
 //     credential (ECRPassword);
-//   - an in-process fake of GitLab's API v4 and its /jwt/auth token service;
+//   - the fake GitLab API and /jwt/auth token service of package fakegitlab;
 //   - a second docker-registry with token auth, configured like GitLab's own,
-//     behind a proxy with GitLab's registry rules (gitlab_registry.go):
+//     behind a proxy with GitLab's registry rules (fakegitlab):
 //     protected and immutable tags, rate limits, sha256-<hex> references
 //     read as digests, at most two image levels below a project;
 //   - counting, fault-injecting proxies in front of both registries;
@@ -41,6 +41,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
 )
 
 const (
@@ -70,7 +72,7 @@ type Env struct {
 	GitLabToken                            string
 	GitLabRegistryHost                     string // "127.0.0.1:P", proxy in front of the token-auth registry
 	GitLabRegistryURL                      string // "http://" + GitLabRegistryHost
-	GitLab                                 *GitLab
+	GitLab                                 *fakegitlab.GitLab
 	ECRProxy, GitLabProxy                  *Proxy
 	ECRAPIProxy                            *Proxy // in front of moto; also turns its XML auth errors into ECR's JSON ones and issues ECR's registry tokens
 	S3                                     *S3    // where the ECR registry redirects layer downloads
@@ -217,13 +219,13 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	logf("ECR registry (docker-registry, htpasswd) at %s (proxy of 127.0.0.1:%d), layers redirected to %s", e.ECRRegistryEndpoint, ecrPort, e.S3.URL)
 
 	// GitLab: the API must listen before its registry, whose realm points at it.
-	gl, err := newGitLab(opts.GitLabTokenTTL)
+	gl, err := fakegitlab.New(opts.GitLabTokenTTL)
 	if err != nil {
 		return nil, err
 	}
 	e.GitLab = gl
 	e.GitLabURL = gl.URL
-	e.GitLabToken = gl.token
+	e.GitLabToken = gl.Token()
 	glPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -232,13 +234,13 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.GitLabProxy, err = newGuardedProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort), gl.serveRegistryRules)
+	e.GitLabProxy, err = newGuardedProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort), gl.ServeRegistryRules)
 	if err != nil {
 		return nil, err
 	}
 	e.GitLabRegistryHost = e.GitLabProxy.Host
 	e.GitLabRegistryURL = e.GitLabProxy.URL
-	gl.setRegistry(e.GitLabRegistryHost, glRoot)
+	gl.SetRegistry(e.GitLabRegistryHost, glRoot)
 	gl.AddProject(defaultProject)
 	logf("GitLab API at %s (token %s), registry at %s", e.GitLabURL, e.GitLabToken, e.GitLabRegistryURL)
 

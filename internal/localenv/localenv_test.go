@@ -19,6 +19,8 @@ import (
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/manifest"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
 )
 
 func TestLocalEnv(t *testing.T) {
@@ -147,9 +149,9 @@ func TestLocalEnv(t *testing.T) {
 			parts := strings.Split(body.Token, ".")
 			claimsRaw, _ := base64.RawURLEncoding.DecodeString(parts[1])
 			var claims struct {
-				Sub    string   `json:"sub"`
-				Aud    string   `json:"aud"`
-				Access []Access `json:"access"`
+				Sub    string              `json:"sub"`
+				Aud    string              `json:"aud"`
+				Access []fakegitlab.Access `json:"access"`
 			}
 			if err := json.Unmarshal(claimsRaw, &claims); err != nil {
 				t.Fatal(err)
@@ -164,7 +166,7 @@ func TestLocalEnv(t *testing.T) {
 	t.Run("TokenTTL", func(t *testing.T) {
 		env.GitLab.SetTokenTTL(2 * time.Second)
 		defer env.GitLab.SetTokenTTL(300 * time.Second)
-		tok, err := env.GitLab.MintToken("root", []Access{{Type: "repository", Name: "migration/images/ttl", Actions: []string{"pull", "push"}}})
+		tok, err := env.GitLab.MintToken("root", []fakegitlab.Access{{Type: "repository", Name: "migration/images/ttl", Actions: []string{"pull", "push"}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -92,7 +92,7 @@ func (c *counters) reset() {
 }
 
 // guardFunc is a layer between a proxy's fault hook and its registry, where
-// the registry's rules live (see ecr_registry.go, gitlab_registry.go). It
+// the registry's rules live (see ecr_registry.go and fakegitlab.GitLab.ServeRegistryRules). It
 // either answers the request itself and returns true, or returns false to
 // let the request, which it may have changed, through to the registry.
 type guardFunc func(w http.ResponseWriter, r *http.Request) (answered bool)

@@ -12,6 +12,8 @@ import (
 	"slices"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
 )
 
 // registryConfig renders a distribution 2.8 config. auth is the indented
@@ -74,7 +76,7 @@ func (e *Env) startECRRegistry(ctx context.Context, bin string, port int) error 
 
 // startGitLabRegistry configures token auth the way GitLab configures its
 // bundled registry; it returns the storage root the fake API reads.
-func (e *Env) startGitLabRegistry(ctx context.Context, bin string, port int, gl *GitLab) (string, error) {
+func (e *Env) startGitLabRegistry(ctx context.Context, bin string, port int, gl *fakegitlab.GitLab) (string, error) {
 	root := filepath.Join(e.WorkDir, "gitlab-registry")
 	if err := mkdirs(root); err != nil {
 		return "", err

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
 
@@ -68,7 +69,7 @@ func NewRunner(ctx context.Context, env *localenv.Env, root, work string) (*Runn
 // runs as the CI project of one GitLab project.
 type Repo struct {
 	Dir     string
-	Project localenv.Project
+	Project fakegitlab.Project
 	runner  *Runner
 }
 
@@ -145,11 +146,11 @@ func (repo *Repo) Copy(name string) (*Repo, error) {
 
 // Pipeline is a pipeline as GitLab would start it.
 type Pipeline struct {
-	Source string        // CI_PIPELINE_SOURCE: "merge_request_event", "push" (the default branch) or "schedule"
-	MRIID  int           // merge request pipelines: CI_MERGE_REQUEST_IID
-	Role   localenv.Role // role of the user the job token acts for; default Maintainer
-	Manual []string      // manual jobs to run, e.g. ApplyJobs(n)
-	Jobs   []string      // run only these jobs, with the artifacts earlier runs left
+	Source string          // CI_PIPELINE_SOURCE: "merge_request_event", "push" (the default branch) or "schedule"
+	MRIID  int             // merge request pipelines: CI_MERGE_REQUEST_IID
+	Role   fakegitlab.Role // role of the user the job token acts for; default Maintainer
+	Manual []string        // manual jobs to run, e.g. ApplyJobs(n)
+	Jobs   []string        // run only these jobs, with the artifacts earlier runs left
 	// Variables are the project's CI/CD variables on top of the ECR ones,
 	// e.g. GITLAB_TOKEN or IMAGESYNC_NOTE_TOKEN.
 	Variables map[string]string
@@ -236,7 +237,7 @@ func (repo *Repo) ciVariables(p Pipeline) (vars map[string]string, unset []strin
 	env, gl := repo.runner.Env, repo.runner.Env.GitLab
 	role := p.Role
 	if role == 0 {
-		role = localenv.RoleMaintainer
+		role = fakegitlab.RoleMaintainer
 	}
 	jobToken := gl.NewJobToken(repo.Project.Path, role)
 	vars = map[string]string{

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 
+	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
 
@@ -108,7 +109,7 @@ func mergeRequestPlans(t *testing.T, repo *Repo, vars map[string]string) {
 	}
 	iid := gl.OpenMergeRequest(repo.Project.Path)
 	// A Developer's pipeline: the state may be read, not locked or written.
-	res := run(t, repo, Pipeline{Source: "merge_request_event", MRIID: iid, Role: localenv.RoleDeveloper, Variables: vars},
+	res := run(t, repo, Pipeline{Source: "merge_request_event", MRIID: iid, Role: fakegitlab.RoleDeveloper, Variables: vars},
 		map[string]string{ValidateJob: "PASS", PlanJob(0, 1): "PASS"})
 
 	want := ecrImages(t, repo.runner.Env)
@@ -417,7 +418,7 @@ func jobTokenMode(t *testing.T, repo *Repo) {
 	gl := repo.runner.Env.GitLab
 	// No GITLAB_TOKEN and no note token: the job token is all there is.
 	iid := gl.OpenMergeRequest(repo.Project.Path)
-	res := run(t, repo, Pipeline{Source: "merge_request_event", MRIID: iid, Role: localenv.RoleDeveloper},
+	res := run(t, repo, Pipeline{Source: "merge_request_event", MRIID: iid, Role: fakegitlab.RoleDeveloper},
 		map[string]string{ValidateJob: "PASS", PlanJob(0, 1): "PASS"})
 	if log := res.Log(PlanJob(0, 1)); !strings.Contains(log, "merge request note skipped: set the masked CI/CD variable IMAGESYNC_NOTE_TOKEN") {
 		t.Errorf("plan log does not say the note was skipped:\n%s", log)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 	"github.com/imagesync/terraform-provider-imagesync/internal/pipeline"
 )
@@ -85,7 +86,7 @@ func runLoop(ctx context.Context, env *localenv.Env, repo *pipeline.Repo) error 
 	iid := env.GitLab.OpenMergeRequest(repo.Project.Path)
 	step(fmt.Sprintf("merge request !%d: validate, then plan each of %d shards (Developer job token, -lock=false); "+
 		"each summary becomes a merge request note", iid, shards))
-	if err := expect(ctx, repo, pipeline.Pipeline{Source: "merge_request_event", MRIID: iid, Role: localenv.RoleDeveloper, Variables: vars}, 0); err != nil {
+	if err := expect(ctx, repo, pipeline.Pipeline{Source: "merge_request_event", MRIID: iid, Role: fakegitlab.RoleDeveloper, Variables: vars}, 0); err != nil {
 		return err
 	}
 	for _, n := range env.GitLab.Notes(repo.Project.Path, iid) {

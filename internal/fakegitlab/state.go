@@ -1,4 +1,4 @@
-package localenv
+package fakegitlab
 
 import (
 	"crypto/subtle"
@@ -87,23 +87,6 @@ func (g *GitLab) TerraformState(project, name string) (TerraformState, bool) {
 		out.Serial = s.versions[n-1].serial
 	}
 	return out, true
-}
-
-// TerraformStateNames lists the states of project (path or ID).
-func (g *GitLab) TerraformStateNames(project string) []string {
-	p := g.findProject(project)
-	if p == nil {
-		return nil
-	}
-	g.states.mu.Lock()
-	defer g.states.mu.Unlock()
-	var names []string
-	for k := range g.states.states {
-		if k.project == p.ID {
-			names = append(names, k.name)
-		}
-	}
-	return names
 }
 
 // state finds (create false) or finds or creates a state; call with mu held.

@@ -1,4 +1,4 @@
-package localenv
+package fakegitlab
 
 import (
 	"encoding/json"
@@ -32,7 +32,7 @@ const (
 // registryRules is what GitLab's registry enforces on top of distribution's:
 // protected and immutable tags, rate limits, references of the form
 // sha256-<hex> read as digests, and at most two path levels below a project
-// (in grant). The GitLab registry proxy applies them (serveRegistryRules);
+// (in grant). The GitLab registry proxy applies them (ServeRegistryRules);
 // tests change them at run time.
 type registryRules struct {
 	mu                sync.Mutex
@@ -66,9 +66,6 @@ func InProject(path string) TagRuleOption {
 // Immutable makes the rule GitLab's immutable tag rule (18.1+): a matching
 // tag can be created, but not moved or deleted (IMMUTABLE_TAG).
 func Immutable() TagRuleOption { return func(r *tagRule) { r.immutable = true } }
-
-// OnlyPush protects matching tags against pushes only (deletes pass).
-func OnlyPush() TagRuleOption { return func(r *tagRule) { r.delete = false } }
 
 // OnlyDelete protects matching tags against deletes only (pushes pass).
 func OnlyDelete() TagRuleOption { return func(r *tagRule) { r.push = false } }
@@ -166,8 +163,10 @@ var (
 	sha256TagForm = regexp.MustCompile(`^sha256-([0-9a-f]{64})$`)
 )
 
-// serveRegistryRules is the guard of the GitLab registry proxy.
-func (g *GitLab) serveRegistryRules(w http.ResponseWriter, r *http.Request) bool {
+// ServeRegistryRules is the guard of a proxy in front of the registry: it
+// answers a request the rules refuse (and reports true), or rewrites a
+// sha256-<hex> reference to the digest and lets it pass.
+func (g *GitLab) ServeRegistryRules(w http.ResponseWriter, r *http.Request) bool {
 	if g.rateLimit(w) {
 		return true
 	}
@@ -287,5 +286,10 @@ func writeRegistryError(w http.ResponseWriter, status int, code, msg string, det
 		e["detail"] = detail
 	}
 	body, _ := json.Marshal(map[string]any{"errors": []any{e}})
-	writeText(w, status, "application/json; charset=utf-8", string(body)+"\n")
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	h.Set("Docker-Distribution-Api-Version", "registry/2.0")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
 }

@@ -1,4 +1,4 @@
-package localenv
+package fakegitlab
 
 import (
 	"crypto/rand"

@@ -1,4 +1,4 @@
-package localenv
+package fakegitlab
 
 import (
 	"encoding/base64"
@@ -17,12 +17,12 @@ import (
 // fakeGitLab starts only the fake GitLab API (no registry, no moto).
 func fakeGitLab(t *testing.T) *GitLab {
 	t.Helper()
-	g, err := newGitLab(time.Minute)
+	g, err := New(time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = g.Close() })
-	g.setRegistry("127.0.0.1:1", t.TempDir())
+	g.SetRegistry("127.0.0.1:1", t.TempDir())
 	return g
 }
 

@@ -1,4 +1,12 @@
-package localenv
+// Package fakegitlab is an in-process fake of the parts of GitLab that the
+// provider and its CI pipeline meet: API v4 (projects, registry repositories
+// and tags, Terraform state, merge request notes), the /jwt/auth registry
+// token service with CI job tokens, and the rules GitLab's registry adds to
+// distribution's (registry.go). localenv starts it in front of a real
+// docker-registry whose storage it reads.
+//
+// No production code imports this package.
+package fakegitlab
 
 import (
 	"context"
@@ -70,13 +78,15 @@ type GitLab struct {
 	registryHost string
 	storageRoot  string
 
-	rules     registryRules // the registry's own rules, see gitlab_registry.go
-	jobTokens jobTokens     // gitlab_jobtoken.go
-	states    stateStore    // gitlab_state.go
-	mrs       mergeRequests // gitlab_notes.go
+	rules     registryRules // the registry's own rules, see registry.go
+	jobTokens jobTokens     // jobtoken.go
+	states    stateStore    // state.go
+	mrs       mergeRequests // notes.go
 }
 
-func newGitLab(ttl time.Duration) (*GitLab, error) {
+// New starts the fake GitLab on a free port of 127.0.0.1; its registry
+// tokens live ttl. Call SetRegistry once the registry it guards listens.
+func New(ttl time.Duration) (*GitLab, error) {
 	tok := make([]byte, 20)
 	if _, err := rand.Read(tok); err != nil {
 		return nil, err
@@ -118,7 +128,10 @@ func newGitLab(ttl time.Duration) (*GitLab, error) {
 	return g, nil
 }
 
-func (g *GitLab) setRegistry(host, root string) {
+// SetRegistry names the registry host the API reports
+// (container_registry_image_prefix, locations) and the registry's storage
+// root, where repositories and tags are read.
+func (g *GitLab) SetRegistry(host, root string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.registryHost, g.storageRoot = host, root
@@ -140,9 +153,6 @@ func (g *GitLab) SetTokenTTL(d time.Duration) { g.ttl.Store(int64(d)) }
 
 // TokenRequests counts /jwt/auth requests (successful or not).
 func (g *GitLab) TokenRequests() int { return int(g.tokReqs.Load()) }
-
-// ResetTokenRequests zeroes TokenRequests.
-func (g *GitLab) ResetTokenRequests() { g.tokReqs.Store(0) }
 
 // AddProject registers a project (idempotent per path) and returns it.
 func (g *GitLab) AddProject(path string) Project {
@@ -235,7 +245,7 @@ func (g *GitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeMsg(w, http.StatusBadRequest, "400 Bad request")
 			return
 		}
-		if g.serveCIAPI(w, r, segs) { // gitlab_jobtoken.go: state, notes, job tokens
+		if g.serveCIAPI(w, r, segs) { // jobtoken.go: state, notes, job tokens
 			return
 		}
 		if !g.apiAuthorized(r) {
