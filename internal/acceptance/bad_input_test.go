@@ -36,7 +36,7 @@ const importAddr = "imagesync_gitlab_mirrored_image.imported"
 // diagnostic that names the attribute or value and says what to do, and
 // leave the state file as it was, byte for byte.
 func TestBadInput(t *testing.T) {
-	project := env.GitLab.AddProject("acc/" + uniqueName(t)).Path
+	project, _ := newProject(t)
 	good := fmt.Sprintf(`
 resource "imagesync_gitlab_mirrored_image" "good" {
   source_repository = "web"

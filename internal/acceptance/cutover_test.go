@@ -43,8 +43,8 @@ func push(t *testing.T, repo, tag string, spec localenv.ImageSpec) localenv.Imag
 // fixture makes a test's GitLab project and ECR repository name.
 func fixture(t *testing.T, kind string) (project, repo string) {
 	t.Helper()
-	name := uniqueName(t)
-	return env.GitLab.AddProject("acc/" + name).Path, kind + "/" + name
+	project, name := newProject(t)
+	return project, kind + "/" + name
 }
 
 func expectGitLab(t *testing.T, image string, want map[string]string) {
@@ -64,8 +64,7 @@ func mustMatch(t *testing.T, out, pattern string) {
 }
 
 func TestCutover_emptyRepositoryCreatedOnce(t *testing.T) {
-	name := uniqueName(t)
-	project := env.GitLab.AddProject("acc/" + name).Path
+	project, name := newProject(t)
 	empty := "empty/" + name
 	if err := env.CreateECRRepository(context.Background(), empty); err != nil {
 		t.Fatal(err)

@@ -57,10 +57,8 @@ func standardImages(layer int64) []taggedSpec {
 // fresh GitLab project.
 func newFaultFixture(t *testing.T, images []taggedSpec) *faultFixture {
 	t.Helper()
-	skipWithoutEnv(t)
-	name := uniqueName(t)
-	f := &faultFixture{t: t, repo: "faults/" + name, want: map[string]string{}}
-	f.project = env.GitLab.AddProject("acc/" + name).Path
+	project, name := newProject(t)
+	f := &faultFixture{t: t, repo: "faults/" + name, project: project, want: map[string]string{}}
 	f.image = f.project + "/" + f.repo
 	ctx := t.Context()
 	for _, img := range images {

@@ -8,8 +8,7 @@ import (
 // TestWorkspaceAppliesAndRerunsEmpty proves the harness: a mirror through the
 // CLI, then an empty plan.
 func TestWorkspaceAppliesAndRerunsEmpty(t *testing.T) {
-	skipWithoutEnv(t)
-	project := env.GitLab.AddProject("acc/" + uniqueName(t)).Path
+	project, _ := newProject(t)
 	w := newWorkspace(t, fmt.Sprintf(`
 resource "imagesync_gitlab_mirrored_image" "web" {
   source_repository = "web"

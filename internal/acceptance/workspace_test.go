@@ -87,6 +87,17 @@ func newWorkspace(t *testing.T, hcl string) *workspace {
 	return w
 }
 
+// newProject adds the test's own GitLab project, acc/<name>, and returns its
+// path and the name, for the test's other resources. Every test starts here or
+// at newWorkspace, so without TF_ACC it skips before it touches the absent
+// environment.
+func newProject(t *testing.T) (project, name string) {
+	t.Helper()
+	skipWithoutEnv(t)
+	name = uniqueName(t)
+	return env.GitLab.AddProject("acc/" + name).Path, name
+}
+
 // skipWithoutEnv skips a test when TestMain started no local environment.
 func skipWithoutEnv(t *testing.T) {
 	t.Helper()
