@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -146,6 +148,33 @@ func TestCutover_destroyKeepsTagsPushedAgain(t *testing.T) {
 		t.Error("v1, which the resource copied, survived the destroy")
 	}
 	expectGitLab(t, project+"/"+repo, map[string]string{"v2": native.Digest})
+}
+
+// A destroy that cannot reach GitLab (no token; -refresh=false gets it past
+// the refresh that would fail first) changes nothing: state keeps the managed
+// tags, so the next refresh does not adopt the tags GitLab holds besides.
+func TestCutover_destroyWithoutTokenKeepsState(t *testing.T) {
+	project, repo := fixture(t, "destroy-no-token")
+	v1 := push(t, repo, "v1", localenv.ImageSpec{})
+	w := newWorkspace(t, mirrorConfig(repo, project, "  delete_on_destroy = true"))
+	w.apply()
+	native, err := env.PushGitLabImage(context.Background(), project+"/"+repo, "native", localenv.ImageSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noToken := *w
+	noToken.env = append(slices.Clone(w.env), "GITLAB_TOKEN=", "CI_JOB_TOKEN=")
+	out := noToken.mustRun(1, "destroy", "-refresh=false", "-auto-approve", "-input=false", "-no-color")
+	mustMatch(t, out, `GitLab Token Missing`)
+	if got, _ := w.stateImages(); !maps.Equal(got, map[string]string{"v1": v1.Digest}) {
+		t.Errorf("images in state after the refused destroy = %v, want only v1 at %s", got, v1.Digest)
+	}
+	w.mustRun(0, "plan", "-detailed-exitcode", "-input=false", "-no-color")
+	w.mustRun(0, "destroy", "-auto-approve", "-input=false", "-no-color")
+	if _, found := gitlabDigest(t, project+"/"+repo, "v1"); found {
+		t.Error("v1, which the resource copied, survived the destroy")
+	}
+	expectGitLab(t, project+"/"+repo, map[string]string{"native": native.Digest})
 }
 
 func TestCutover_importAdoptsWhatGitLabHolds(t *testing.T) {

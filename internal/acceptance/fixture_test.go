@@ -212,39 +212,11 @@ func gitlabDigest(t *testing.T, image, tagOrDigest string) (digest string, found
 	return digest, found
 }
 
-// stateImages returns the images map of the workspace's state; ok is false
-// when the state holds no resource.
-func (f *faultFixture) stateImages() (images map[string]string, ok bool) {
-	f.t.Helper()
-	raw := f.w.state()
-	if len(raw) == 0 {
-		return nil, false
-	}
-	var st struct {
-		Resources []struct {
-			Instances []struct {
-				Attributes struct {
-					Images map[string]string `json:"images"`
-				} `json:"attributes"`
-			} `json:"instances"`
-		} `json:"resources"`
-	}
-	if err := json.Unmarshal(raw, &st); err != nil {
-		f.t.Fatalf("state file: %v", err)
-	}
-	for _, r := range st.Resources {
-		for _, in := range r.Instances {
-			return in.Attributes.Images, true
-		}
-	}
-	return nil, false
-}
-
 // expectStateTruthful checks that every tag the state records is in GitLab
 // with that digest: an interrupted apply may record less, never more.
 func (f *faultFixture) expectStateTruthful() (recorded int) {
 	f.t.Helper()
-	images, _ := f.stateImages()
+	images, _ := f.w.stateImages()
 	for tag, dig := range images {
 		if got, found := gitlabDigest(f.t, f.image, tag); got != dig || dig != f.want[tag] {
 			f.t.Errorf("state records %s = %s, GitLab holds %q (found %v), ECR %s", tag, dig, got, found, f.want[tag])

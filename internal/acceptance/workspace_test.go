@@ -8,6 +8,7 @@ package acceptance
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -169,6 +170,34 @@ func (w *workspace) state() []byte {
 		w.t.Fatal(err)
 	}
 	return b
+}
+
+// stateImages returns the images map of the workspace's (one) resource; ok is
+// false when the state holds no resource.
+func (w *workspace) stateImages() (images map[string]string, ok bool) {
+	w.t.Helper()
+	raw := w.state()
+	if len(raw) == 0 {
+		return nil, false
+	}
+	var st struct {
+		Resources []struct {
+			Instances []struct {
+				Attributes struct {
+					Images map[string]string `json:"images"`
+				} `json:"attributes"`
+			} `json:"instances"`
+		} `json:"resources"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil {
+		w.t.Fatalf("state file: %v", err)
+	}
+	for _, r := range st.Resources {
+		for _, in := range r.Instances {
+			return in.Attributes.Images, true
+		}
+	}
+	return nil, false
 }
 
 // uniqueName makes a lowercase name safe for ECR repositories and GitLab paths.

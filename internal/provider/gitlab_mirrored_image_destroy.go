@@ -19,10 +19,6 @@ import (
 // again in GitLab since, or one it has no record of copying, is kept with a
 // warning. It returns the tags still managed when a deletion failed.
 func (r *mirroredImageResource) deleteCopiedTags(ctx context.Context, m mirroredImageModel, copied copiedDigests, diags *diag.Diagnostics) (map[string]string, bool) {
-	if r.data.gitlabErr != "" {
-		diags.AddError("GitLab Token Missing", r.data.gitlabErr)
-		return nil, true
-	}
 	managed := map[string]string{}
 	diags.Append(m.Images.ElementsAs(ctx, &managed, false)...)
 	project, repoID, found := r.findImage(ctx, m, diags)

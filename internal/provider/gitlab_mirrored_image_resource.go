@@ -276,6 +276,12 @@ func (r *mirroredImageResource) Delete(ctx context.Context, req resource.DeleteR
 		tflog.Info(ctx, "keeping the images in GitLab (delete_on_destroy = false)", map[string]any{"target": m.TargetReference.ValueString()})
 		return
 	}
+	if r.data.gitlabErr != "" {
+		// Nothing was deleted: the prior state stands, images and all
+		// (images = null would make the next refresh adopt every tag GitLab holds).
+		resp.Diagnostics.AddError("GitLab Token Missing", r.data.gitlabErr)
+		return
+	}
 	timeout, diags := m.Timeouts.Delete(ctx, defaultDeleteTimeout)
 	resp.Diagnostics.Append(diags...)
 	copied, cdiags := readCopied(ctx, req.Private)
