@@ -197,16 +197,15 @@ func call(ctx context.Context, side Side, op func(context.Context) error) error 
 	rec.mu.Lock()
 	last := rec.last
 	rec.mu.Unlock()
-	switch {
-	case last != nil:
+	if last != nil {
 		return &callError{answer: last, err: err}
-	case ctx.Err() != nil:
-		return err
 	}
+	// Even when the apply was stopped, a connection failure on the way says
+	// more than the context's error alone.
 	if conn := rec.connectionError(err); conn != nil {
 		return conn
 	}
-	if SideOf(err) != "" {
+	if SideOf(err) != "" || ctx.Err() != nil {
 		return err
 	}
 	return &SideError{Side: side, Err: err}

@@ -64,6 +64,9 @@ func explainStall(err error, host string) (Failure, bool) {
 	if errors.As(err, &stall) {
 		return Failure{Kind: KindStall, Host: stall.Host, What: stall.Error()}, true
 	}
+	if isHeaderTimeout(err) { // a transport's ResponseHeaderTimeout, e.g. the AWS SDK's
+		return Failure{Kind: KindStall, Host: host, What: fmt.Sprintf("no answer from %s within the idle timeout while %s", host, phaseWaiting)}, true
+	}
 	var sdkStall *awshttp.ResponseTimeoutError // the AWS SDK's own idle timeout
 	if errors.As(err, &sdkStall) {
 		return Failure{Kind: KindStall, Host: host, What: fmt.Sprintf("no progress with %s for %s while reading the answer", host, sdkStall.TimeoutDur)}, true
