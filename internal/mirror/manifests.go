@@ -51,16 +51,9 @@ func (c *copier) copyTagged(ctx context.Context, dig, tag string) error {
 // copyContent copies everything dig refers to (platforms, config, layers)
 // and returns its manifest, not yet written to the target.
 func (c *copier) copyContent(ctx context.Context, dig string) (manifest.Manifest, error) {
-	var m manifest.Manifest
-	err := call(ctx, SideECR, func(ctx context.Context) (err error) {
-		m, err = c.rc.ManifestGet(ctx, c.src.SetDigest(dig))
-		return err
-	})
+	m, err := c.e.readManifest(ctx, SideECR, c.src.SetDigest(dig))
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest %s from ECR: %w", dig, err)
-	}
-	if got := m.GetDescriptor().Digest.String(); got != dig {
-		return nil, &SideError{Side: SideECR, Err: fmt.Errorf("ECR served %s for manifest %s", got, dig)}
+		return nil, err
 	}
 	if err := c.copySubject(ctx, m); err != nil {
 		return nil, err

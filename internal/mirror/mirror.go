@@ -214,15 +214,12 @@ func (e *Engine) logCopied(ctx context.Context, c *copier, dig string, tags []st
 // mirrorReferrers makes every planned referrer exist in GitLab, after its
 // subject: subjects whose copy failed keep their referrers for the next run.
 func (e *Engine) mirrorReferrers(ctx context.Context, c *copier, planned map[string][]string, res *Result) {
-	held := map[string]bool{}
-	for _, d := range res.Landed {
-		held[d] = true
-	}
-	for _, subject := range referrerOrder(planned, held) {
+	held, why := e.subjectsHeld(ctx, c, planned, res.Landed)
+	for _, subject := range referrerOrder(planned) {
 		refs := planned[subject]
 		if !held[subject] {
 			for _, r := range refs {
-				res.ReferrerFailed[r] = fmt.Errorf("not copied: its subject %s is not in GitLab", subject)
+				res.ReferrerFailed[r] = fmt.Errorf("not copied: its subject %s is not in GitLab%s", subject, why)
 			}
 			continue
 		}
@@ -232,6 +229,49 @@ func (e *Engine) mirrorReferrers(ctx context.Context, c *copier, planned map[str
 		}
 		sort.Strings(res.Referrers[subject])
 	}
+}
+
+// subjectsHeld tells which planned subjects that are no referrer themselves
+// GitLab holds: the digests whose tags landed, and, asked by digest, the
+// platform manifests inside them (GitLab holds those once their index
+// landed). why is the error that left some unknown.
+func (e *Engine) subjectsHeld(ctx context.Context, c *copier, planned map[string][]string, landed map[string]string) (map[string]bool, string) {
+	held := map[string]bool{}
+	for _, d := range landed {
+		held[d] = true
+	}
+	var ask []string
+	for _, s := range referrerRoots(planned) {
+		if !held[s] {
+			ask = append(ask, s)
+		}
+	}
+	found, err := e.headAll(ctx, ask, func(d string) ref.Ref { return c.tgt.SetDigest(d) })
+	for d, got := range found {
+		held[d] = got == d
+	}
+	if err != nil {
+		return held, " (" + err.Error() + ")"
+	}
+	return held, ""
+}
+
+// referrerRoots lists, sorted, the planned subjects that are no referrer of
+// another: tagged digests and the platform manifests inside them.
+func referrerRoots(planned map[string][]string) []string {
+	isReferrer := map[string]bool{}
+	for _, refs := range planned {
+		for _, r := range refs {
+			isReferrer[r] = true
+		}
+	}
+	var roots []string
+	for _, s := range slices.Sorted(maps.Keys(planned)) {
+		if !isReferrer[s] {
+			roots = append(roots, s)
+		}
+	}
+	return roots
 }
 
 // copyReferrers copies the referrers GitLab lacks, by digest, and returns
@@ -273,13 +313,10 @@ func (e *Engine) copyReferrers(ctx context.Context, c *copier, refs []string, re
 
 // referrerOrder lists subjects so that a subject comes after the referrer
 // that it is (a signature of an SBOM after the SBOM).
-func referrerOrder(planned map[string][]string, tagged map[string]bool) []string {
+func referrerOrder(planned map[string][]string) []string {
 	var order []string
 	done := map[string]bool{}
-	level := []string{}
-	for s := range tagged {
-		level = append(level, s)
-	}
+	level := referrerRoots(planned)
 	for depth := 0; depth <= maxReferrerDepth && len(level) > 0; depth++ {
 		sort.Strings(level)
 		var next []string
@@ -295,7 +332,7 @@ func referrerOrder(planned map[string][]string, tagged map[string]bool) []string
 	}
 	for _, s := range slices.Sorted(maps.Keys(planned)) {
 		if !done[s] {
-			order = append(order, s) // a subject not reached from a tag: reported as missing
+			order = append(order, s) // only in a cycle, which no registry can hold: reported as missing
 		}
 	}
 	return order

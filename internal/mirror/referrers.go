@@ -3,12 +3,15 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
 	"github.com/regclient/regclient"
+	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/mediatype"
+	v1 "github.com/regclient/regclient/types/oci/v1"
 	"github.com/regclient/regclient/types/ref"
 	"github.com/regclient/regclient/types/referrer"
 	"golang.org/x/sync/errgroup"
@@ -18,17 +21,58 @@ import (
 // signature of an SBOM of an image is depth 2).
 const maxReferrerDepth = 3
 
-// SourceReferrers lists, for each subject digest of an ECR repository, the
-// artifacts that refer to it (signatures, SBOMs, attestations), and theirs in
-// turn: subject -> sorted referrer digests; subjects without referrers are
-// left out. ECR answers through the OCI referrers API; a registry without
-// one through the sha256-<hex> fallback tag, which counts only when it is an
-// index: a tag of that name on an ordinary image is just a tag.
-func (e *Engine) SourceReferrers(ctx context.Context, source string, subjects []string) (map[string][]string, error) {
+// ReferrerQuery says which referrers SourceReferrers looks for.
+type ReferrerQuery struct {
+	// ArtifactTypes keeps only referrers of these artifact types (and the
+	// referrers of those in turn), as regsync's referrerFilters do; empty
+	// keeps every referrer.
+	ArtifactTypes []string
+	// Platforms is what an earlier call returned: a manifest never changes
+	// under its digest, so only tagged digests missing here are read from ECR.
+	Platforms map[string][]string
+}
+
+// Referrers is what SourceReferrers found.
+type Referrers struct {
+	// BySubject maps a subject digest (a tagged digest, a platform manifest
+	// inside one, or a referrer) to its sorted referrer digests; subjects
+	// without referrers are left out.
+	BySubject map[string][]string
+	// Platforms maps each tagged digest to the manifests inside it (every
+	// platform of an index, nested indexes followed); empty for an image.
+	Platforms map[string][]string
+}
+
+// SourceReferrers lists the artifacts (signatures, SBOMs, attestations) that
+// refer to the tagged digests of an ECR repository and to every platform
+// manifest inside them, and theirs in turn. ECR answers through the OCI
+// referrers API; a registry without one through the sha256-<hex> fallback
+// tag, which counts only when it is an index: a tag of that name on an
+// ordinary image is just a tag.
+func (e *Engine) SourceReferrers(ctx context.Context, source string, tagged []string, q ReferrerQuery) (Referrers, error) {
 	src, err := e.sourceRef(ctx, source)
 	if err != nil {
-		return nil, err
+		return Referrers{}, err
 	}
+	platforms, err := e.platformsOf(ctx, src, tagged, q.Platforms)
+	if err != nil {
+		return Referrers{}, err
+	}
+	subjects := slices.Clone(tagged)
+	for _, dig := range tagged {
+		subjects = append(subjects, platforms[dig]...)
+	}
+	slices.Sort(subjects)
+	bySubject, err := e.referrersOf(ctx, src, slices.Compact(subjects), q.ArtifactTypes)
+	if err != nil {
+		return Referrers{}, err
+	}
+	return Referrers{BySubject: bySubject, Platforms: platforms}, nil
+}
+
+// referrersOf lists the referrers of subjects, and of those referrers in
+// turn, down to maxReferrerDepth.
+func (e *Engine) referrersOf(ctx context.Context, src ref.Ref, subjects, artifactTypes []string) (map[string][]string, error) {
 	var (
 		mu  sync.Mutex
 		out = map[string][]string{}
@@ -40,7 +84,7 @@ func (e *Engine) SourceReferrers(ctx context.Context, source string, subjects []
 		g.SetLimit(headsInFlight)
 		for _, subject := range level {
 			g.Go(func() error {
-				refs, err := e.listReferrers(ctx, src, subject)
+				refs, err := e.listReferrers(ctx, src, subject, artifactTypes)
 				if err != nil {
 					return fmt.Errorf("listing the referrers of %s in ECR: %w", src.SetDigest(subject).CommonName(), err)
 				}
@@ -61,9 +105,9 @@ func (e *Engine) SourceReferrers(ctx context.Context, source string, subjects []
 	return out, nil
 }
 
-// listReferrers lists the direct referrers of one subject, never the
-// subject itself or its own platforms.
-func (e *Engine) listReferrers(ctx context.Context, src ref.Ref, subject string) ([]string, error) {
+// listReferrers lists the direct referrers of one subject of the wanted
+// artifact types, never the subject itself or its own platforms.
+func (e *Engine) listReferrers(ctx context.Context, src ref.Ref, subject string, artifactTypes []string) ([]string, error) {
 	rc := e.client()
 	var rl referrer.ReferrerList
 	err := call(ctx, SideECR, func(ctx context.Context) (err error) {
@@ -82,11 +126,53 @@ func (e *Engine) listReferrers(ctx context.Context, src ref.Ref, subject string)
 	var refs []string
 	for _, d := range rl.Descriptors {
 		if dig := d.Digest.String(); dig != subject {
-			refs = append(refs, dig)
+			wanted, err := e.artifactTypeWanted(ctx, src, d, artifactTypes)
+			if err != nil {
+				return nil, err
+			}
+			if wanted {
+				refs = append(refs, dig)
+			}
 		}
 	}
 	sort.Strings(refs)
 	return refs, nil
+}
+
+// artifactTypeWanted tells whether a referrer is of a wanted artifact type.
+// A descriptor without one (a fallback tag written by a tool that leaves it
+// out) is looked up in the referrer's manifest.
+func (e *Engine) artifactTypeWanted(ctx context.Context, src ref.Ref, d descriptor.Descriptor, artifactTypes []string) (bool, error) {
+	if len(artifactTypes) == 0 {
+		return true, nil
+	}
+	at := d.ArtifactType
+	if at == "" {
+		m, err := e.readManifest(ctx, SideECR, src.SetDigest(d.Digest.String()))
+		if err != nil {
+			return false, fmt.Errorf("reading referrer %s to learn its artifact type: %w", d.Digest, err)
+		}
+		at = artifactTypeOf(m)
+	}
+	return slices.Contains(artifactTypes, at), nil
+}
+
+// artifactTypeOf is a manifest's artifactType or, for an image manifest
+// without one, its config's media type, as the OCI distribution spec has the
+// referrers API report it.
+func artifactTypeOf(m manifest.Manifest) string {
+	switch orig := m.GetOrig().(type) {
+	case v1.Manifest:
+		if orig.ArtifactType != "" {
+			return orig.ArtifactType
+		}
+		return orig.Config.MediaType
+	case v1.Index:
+		return orig.ArtifactType
+	case v1.ArtifactManifest:
+		return orig.ArtifactType
+	}
+	return ""
 }
 
 // fallbackTagIsNotAnIndex tells whether the subject's sha256-<hex> tag holds
