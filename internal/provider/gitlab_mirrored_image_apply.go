@@ -78,12 +78,12 @@ func (r *mirroredImageResource) plannedContent(ctx context.Context, m *mirroredI
 	referrers := map[string][]string{}
 	if m.Referrers.IsUnknown() || m.Referrers.IsNull() {
 		m.Images = mapValue(want)
-		found, err := r.sourceReferrers(ctx, *m)
+		found, err := r.sourceReferrers(ctx, *m, nil)
 		if err != nil {
 			diags.AddError("Cannot List Referrers in ECR", failureDetail("listing the signatures and SBOMs to copy", err, r.data.redactor))
 			return nil, nil, false
 		}
-		referrers = found
+		referrers = found.BySubject
 	} else {
 		diags.Append(m.Referrers.ElementsAs(ctx, &referrers, false)...)
 	}

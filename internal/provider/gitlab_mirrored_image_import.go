@@ -20,6 +20,9 @@ const (
 	// privateAdopt marks a resource just imported: its first refresh adopts
 	// the tags GitLab holds as the resource's own.
 	privateAdopt = "adopt_on_read"
+	// privatePlatforms holds, as JSON, the platform manifests inside each
+	// planned digest (see mirror.Referrers.Platforms).
+	privatePlatforms = "platforms"
 )
 
 // copiedDigests maps each tag to the digest this resource put there (or
@@ -32,6 +35,33 @@ type privateGetter interface {
 
 type privateSetter interface {
 	SetKey(ctx context.Context, key string, value []byte) diag.Diagnostics
+}
+
+type privateState interface {
+	privateGetter
+	privateSetter
+}
+
+// readPlatforms is what earlier plans learnt of the platforms inside each
+// digest; nil when nothing usable is recorded (it is only a cache: what is
+// missing is read from ECR again).
+func readPlatforms(ctx context.Context, p privateGetter) map[string][]string {
+	raw, diags := p.GetKey(ctx, privatePlatforms)
+	var out map[string][]string
+	if len(raw) == 0 || diags.HasError() || json.Unmarshal(raw, &out) != nil {
+		return nil
+	}
+	return out
+}
+
+// savePlatforms records the platforms of the planned digests, so a no-op
+// plan does not read every manifest from ECR again.
+func savePlatforms(ctx context.Context, p privateSetter, platforms map[string][]string) diag.Diagnostics {
+	raw, err := json.Marshal(platforms)
+	if err != nil {
+		return nil // a map of strings always encodes; without the record the next plan reads ECR again
+	}
+	return p.SetKey(ctx, privatePlatforms, raw)
 }
 
 func readCopied(ctx context.Context, p privateGetter) (copiedDigests, diag.Diagnostics) {

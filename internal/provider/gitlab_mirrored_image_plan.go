@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
+	"github.com/imagesync/terraform-provider-imagesync/internal/mirror"
 )
 
 // ModifyPlan makes the plan say exactly what apply will do: the GitLab
@@ -38,7 +39,7 @@ func (r *mirroredImageResource) ModifyPlan(ctx context.Context, req resource.Mod
 	if plan.ID.IsUnknown() && !plan.SourceRepository.IsUnknown() && !plan.GitLabProject.IsUnknown() && !plan.TargetImage.IsUnknown() && !plan.SourceRegistryID.IsUnknown() {
 		plan.ID = types.StringValue(mirroredImageID(plan))
 	}
-	in := planInput{config: config, prior: prior}
+	in := planInput{config: config, prior: prior, private: resp.Private}
 	steps := []func(context.Context, *mirroredImageModel, planInput, *diag.Diagnostics){
 		r.planTarget, r.planImages, r.planReferrers,
 	}
@@ -55,6 +56,8 @@ func (r *mirroredImageResource) ModifyPlan(ctx context.Context, req resource.Mod
 type planInput struct {
 	config mirroredImageModel
 	prior  *mirroredImageModel // nil for a new resource
+	// private is the resource's private state as the plan leaves it.
+	private privateState
 }
 
 // ecrUnreadable plans what ECR should have told as unknown, with a warning,
@@ -191,35 +194,47 @@ func configuredDigestProblem(source, tag, dig string, ecrTags map[string]string)
 }
 
 // planReferrers plans, with copy_referrers, the artifacts ECR holds for the
-// planned digests.
+// planned digests and the platform manifests inside them.
 func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirroredImageModel, in planInput, diags *diag.Diagnostics) {
-	if plan.CopyReferrers.IsUnknown() || plan.Images.IsUnknown() || plan.SourceRegistryID.IsUnknown() {
+	if plan.CopyReferrers.IsUnknown() || plan.ReferrerArtifactTypes.IsUnknown() || plan.Images.IsUnknown() || plan.SourceRegistryID.IsUnknown() {
 		return
 	}
 	if !plan.CopyReferrers.ValueBool() {
+		if len(plan.ReferrerArtifactTypes.Elements()) > 0 {
+			diags.AddAttributeWarning(path.Root("referrer_artifact_types"), "Referrer Artifact Types Ignored",
+				"referrer_artifact_types chooses which referrers to copy, but copy_referrers is false, so none are copied. "+
+					"Set copy_referrers = true, or remove referrer_artifact_types.")
+		}
 		plan.Referrers = types.MapNull(referrersType.ElemType)
 		return
 	}
-	refs, err := r.sourceReferrers(ctx, *plan)
+	refs, err := r.sourceReferrers(ctx, *plan, readPlatforms(ctx, in.private))
 	if err != nil {
 		ecrUnreadable(plan, in, diags, diag.NewAttributeErrorDiagnostic(path.Root("referrers"), "Cannot List Referrers in ECR",
 			failureDetail(fmt.Sprintf("listing the signatures and SBOMs of %q in ECR", plan.SourceRepository.ValueString()), err, r.data.redactor)))
 		return
 	}
-	plan.Referrers = referrersValue(refs)
+	plan.Referrers = referrersValue(refs.BySubject)
+	diags.Append(savePlatforms(ctx, in.private, refs.Platforms)...)
 }
 
-// sourceReferrers lists the referrers of every planned digest in ECR.
-func (r *mirroredImageResource) sourceReferrers(ctx context.Context, m mirroredImageModel) (map[string][]string, error) {
+// sourceReferrers lists in ECR the referrers of every planned digest and of
+// the platform manifests inside it; known is what an earlier plan learnt of
+// those platforms.
+func (r *mirroredImageResource) sourceReferrers(ctx context.Context, m mirroredImageModel, known map[string][]string) (mirror.Referrers, error) {
 	images := map[string]string{}
 	if d := m.Images.ElementsAs(ctx, &images, false); d.HasError() || len(images) == 0 {
-		return map[string][]string{}, nil
+		return mirror.Referrers{BySubject: map[string][]string{}}, nil
+	}
+	var artifactTypes []string
+	if d := m.ReferrerArtifactTypes.ElementsAs(ctx, &artifactTypes, false); d.HasError() {
+		return mirror.Referrers{}, fmt.Errorf("reading referrer_artifact_types: %v", d)
 	}
 	source, err := r.sourceReference(ctx, m)
 	if err != nil {
-		return nil, err
+		return mirror.Referrers{}, err
 	}
-	return r.data.engine.SourceReferrers(ctx, source, uniqueValues(images))
+	return r.data.engine.SourceReferrers(ctx, source, uniqueValues(images), mirror.ReferrerQuery{ArtifactTypes: artifactTypes, Platforms: known})
 }
 
 // sourceReference is the full ECR reference of the source repository.

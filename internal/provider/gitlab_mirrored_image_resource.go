@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/mapvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -40,18 +41,19 @@ type mirroredImageResource struct {
 }
 
 type mirroredImageModel struct {
-	ID               types.String   `tfsdk:"id"`
-	SourceRepository types.String   `tfsdk:"source_repository"`
-	SourceRegistryID types.String   `tfsdk:"source_registry_id"`
-	GitLabProject    types.String   `tfsdk:"gitlab_project"`
-	TargetImage      types.String   `tfsdk:"target_image"`
-	Images           types.Map      `tfsdk:"images"`
-	TagRegex         types.String   `tfsdk:"tag_regex"`
-	CopyReferrers    types.Bool     `tfsdk:"copy_referrers"`
-	DeleteOnDestroy  types.Bool     `tfsdk:"delete_on_destroy"`
-	TargetReference  types.String   `tfsdk:"target_reference"`
-	Referrers        types.Map      `tfsdk:"referrers"`
-	Timeouts         timeouts.Value `tfsdk:"timeouts"`
+	ID                    types.String   `tfsdk:"id"`
+	SourceRepository      types.String   `tfsdk:"source_repository"`
+	SourceRegistryID      types.String   `tfsdk:"source_registry_id"`
+	GitLabProject         types.String   `tfsdk:"gitlab_project"`
+	TargetImage           types.String   `tfsdk:"target_image"`
+	Images                types.Map      `tfsdk:"images"`
+	TagRegex              types.String   `tfsdk:"tag_regex"`
+	CopyReferrers         types.Bool     `tfsdk:"copy_referrers"`
+	ReferrerArtifactTypes types.List     `tfsdk:"referrer_artifact_types"`
+	DeleteOnDestroy       types.Bool     `tfsdk:"delete_on_destroy"`
+	TargetReference       types.String   `tfsdk:"target_reference"`
+	Referrers             types.Map      `tfsdk:"referrers"`
+	Timeouts              timeouts.Value `tfsdk:"timeouts"`
 }
 
 // referrersType is the type of the referrers attribute: subject digest ->
@@ -132,10 +134,26 @@ func (r *mirroredImageResource) Schema(ctx context.Context, _ resource.SchemaReq
 				Optional: true,
 				Computed: true,
 				Default:  booldefault.StaticBool(true),
-				MarkdownDescription: "Also copy the artifacts that refer to each mirrored digest (signatures, SBOMs, attestations), " +
-					"including those added in ECR after the digest was mirrored; see `referrers`. They are read from ECR's OCI " +
-					"referrers API (or the `sha256-<hex>` fallback tag, when it is an index) and pushed to GitLab by digest, subject " +
-					"first: GitLab has no referrers API and reads a `sha256-<hex>` reference as a digest. Default `true`.",
+				MarkdownDescription: "Also copy the artifacts that refer to each mirrored digest and to every platform manifest " +
+					"inside a multi-platform index (signatures, SBOMs, attestations, e.g. from `cosign sign --recursive`), and the " +
+					"artifacts that refer to those in turn, including those added in ECR after the digest was mirrored; see " +
+					"`referrers` and `referrer_artifact_types`. They are read from ECR's OCI referrers API (or the `sha256-<hex>` " +
+					"fallback tag, when it is an index) and pushed to GitLab by digest, subject first: GitLab has no referrers API " +
+					"and reads a `sha256-<hex>` reference as a digest. On a registry that keeps such tags as tags, the fallback tags " +
+					"are written too. Default `true`.",
+			},
+			"referrer_artifact_types": schema.ListAttribute{
+				ElementType: types.StringType,
+				Optional:    true,
+				MarkdownDescription: "With `copy_referrers`, copy only the referrers of these artifact types (and the referrers of " +
+					"those in turn), as regsync's `referrerFilters` do, e.g. `[\"application/vnd.dev.cosign.simplesigning.v1+json\"]` " +
+					"for cosign signatures without SBOMs or attestations. A referrer's artifact type is its manifest's `artifactType`, " +
+					"or its config's media type when it has none, as the OCI referrers API reports it. Each must be a media type " +
+					"(`type/subtype`); checked at plan time. Default (unset or empty): every referrer.",
+				Validators: []validator.List{
+					listvalidator.UniqueValues(),
+					listvalidator.ValueStringsAre(stringvalidator.RegexMatches(mediaTypePattern, "must be a media type such as application/spdx+json")),
+				},
 			},
 			"delete_on_destroy": schema.BoolAttribute{
 				Optional: true,
@@ -155,7 +173,8 @@ func (r *mirroredImageResource) Schema(ctx context.Context, _ resource.SchemaReq
 				ElementType: types.ListType{ElemType: types.StringType},
 				Computed:    true,
 				MarkdownDescription: "With `copy_referrers`, subject digest -> digests of the artifacts that refer to it (signatures, " +
-					"SBOMs, attestations, and theirs in turn). In the plan, what ECR holds for the planned digests; in state, those " +
+					"SBOMs, attestations, and theirs in turn); subjects are the tagged digests, the platform manifests inside an " +
+					"index, and referrers. In the plan, what ECR holds for the planned digests; in state, those " +
 					"GitLab holds (checked by digest at refresh). A signature added in ECR later shows here as a change. Null " +
 					"when `copy_referrers` is `false`.",
 			},

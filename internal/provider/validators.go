@@ -28,6 +28,9 @@ var (
 	// tagPattern is the OCI distribution tag grammar.
 	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 	digestPattern = regexp.MustCompile(`^sha256:[a-f0-9]{64}$|^sha512:[a-f0-9]{128}$`)
+	// mediaTypePattern is RFC 6838's type/subtype, as the OCI image spec's
+	// artifactType takes it (parameters are not part of an artifact type).
+	mediaTypePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
 	// projectPathPattern is a GitLab project path: namespace segments and the project.
 	projectPathPattern = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$`)
 	numericIDPattern   = regexp.MustCompile(`^[1-9][0-9]*$`)
