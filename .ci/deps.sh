@@ -33,6 +33,17 @@ elif [ "$(gitlab-ci-local --version)" != "$gcl_version" ]; then
 	echo "note: gitlab-ci-local $(gitlab-ci-local --version) is installed; the pipeline is tested with $gcl_version" >&2
 fi
 
+# regctl attaches artifacts (signatures, SBOMs) to platform manifests in the
+# referrers tests, as a tool independent of the provider; the version is the
+# regclient release in go.mod (localenv.RegctlVersion).
+regctl_version=v0.11.7
+gobin="$(go env GOBIN)"
+[ -n "$gobin" ] || gobin="$(go env GOPATH | cut -d: -f1)/bin"
+if ! command -v regctl >/dev/null 2>&1 && ! [ -x "$gobin/regctl" ]; then
+	echo "==> installing regctl@$regctl_version with go install"
+	go install "github.com/regclient/regclient/cmd/regctl@$regctl_version"
+fi
+
 if ! command -v terraform >/dev/null 2>&1; then
 	echo "terraform not found on PATH: install Terraform 1.x (https://developer.hashicorp.com/terraform/install)" >&2
 	exit 1

@@ -28,18 +28,28 @@ func (e *Env) CreateECRRepository(ctx context.Context, repo string) error {
 // in repo, as a signing step after the push would; each call makes a new
 // signature. It returns the signature's digest.
 func (e *Env) SignECRImage(ctx context.Context, repo, subjectDigest string) (string, error) {
-	r, err := e.ecrRepository(repo)
+	r, subject, err := e.ecrSubject(ctx, repo, subjectDigest)
 	if err != nil {
 		return "", err
 	}
-	m, err := e.regClient().ManifestHead(ctx, r.SetDigest(subjectDigest))
-	if err != nil {
-		return "", fmt.Errorf("head %s@%s: %w", repo, subjectDigest, err)
-	}
-	d := m.GetDescriptor()
 	nonce := make([]byte, 8)
 	_, _ = rand.Read(nonce)
-	return e.pushReferrer(ctx, r, ociDesc{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}, hex.EncodeToString(nonce))
+	return e.pushReferrer(ctx, r, subject, hex.EncodeToString(nonce))
+}
+
+// ecrSubject is the repository at the ECR registry and the descriptor of the
+// manifest at subjectDigest in it, for a referrer to name as its subject.
+func (e *Env) ecrSubject(ctx context.Context, repo, subjectDigest string) (ref.Ref, ociDesc, error) {
+	r, err := e.ecrRepository(repo)
+	if err != nil {
+		return ref.Ref{}, ociDesc{}, err
+	}
+	m, err := e.regClient().ManifestHead(ctx, r.SetDigest(subjectDigest))
+	if err != nil {
+		return ref.Ref{}, ociDesc{}, fmt.Errorf("head %s@%s: %w", repo, subjectDigest, err)
+	}
+	d := m.GetDescriptor()
+	return r, ociDesc{MediaType: d.MediaType, Digest: d.Digest.String(), Size: d.Size}, nil
 }
 
 // RecordECRTag records tag -> digest in the ECR API only, for tags the

@@ -36,7 +36,10 @@ type ImageSpec struct {
 	BaseLayers   []Layer // shared layers (same bytes -> same digest across repos)
 	OwnLayerSize int64   // random layer unique to this image (default 64 KiB)
 	Referrer     bool    // push a signature-like referrer whose subject is the image
-	Seed         int64   // randomness for the own layer; 0 = random
+	// PlatformReferrers pushes a signature-like referrer on each platform
+	// manifest of an index, as cosign sign --recursive does.
+	PlatformReferrers bool
+	Seed              int64 // randomness for the own layer; 0 = random
 }
 
 // Layer is a blob of deterministic pseudo-random bytes: equal Layers have
@@ -54,7 +57,10 @@ type Image struct {
 	MediaType      string
 	Platforms      int
 	ReferrerDigest string // the referrer manifest, if any
-	Bytes          int64  // manifests + configs + layers, without the referrer
+	// PlatformReferrers maps each platform manifest of an index to its
+	// referrer (ImageSpec.PlatformReferrers).
+	PlatformReferrers map[string]string
+	Bytes             int64 // manifests + configs + layers, without the referrer
 }
 
 // ReferrerArtifactType is the artifactType of generated referrers.
@@ -365,10 +371,12 @@ func (e *Env) pushImage(ctx context.Context, r ref.Ref, spec ImageSpec) (Image, 
 			}
 			img.Bytes += cbytes
 			p := platforms[i]
-			idx.Manifests = append(idx.Manifests, ociDesc{
-				MediaType: cmt, Digest: digest.FromBytes(craw).String(), Size: int64(len(craw)),
-				Platform: &ociPlatform{Architecture: p.arch, OS: "linux", Variant: p.variant},
-			})
+			child := ociDesc{MediaType: cmt, Digest: digest.FromBytes(craw).String(), Size: int64(len(craw))}
+			if err := e.signPlatform(ctx, r, spec, child, &img); err != nil {
+				return Image{}, nil, err
+			}
+			child.Platform = &ociPlatform{Architecture: p.arch, OS: "linux", Variant: p.variant}
+			idx.Manifests = append(idx.Manifests, child)
 		}
 		var err error
 		if raw, err = json.MarshalIndent(idx, "", "   "); err != nil {
@@ -389,6 +397,23 @@ func (e *Env) pushImage(ctx context.Context, r ref.Ref, spec ImageSpec) (Image, 
 		img.ReferrerDigest = rd
 	}
 	return img, raw, nil
+}
+
+// signPlatform pushes, with spec.PlatformReferrers, a referrer whose subject
+// is the platform manifest child, and records it in img.
+func (e *Env) signPlatform(ctx context.Context, r ref.Ref, spec ImageSpec, child ociDesc, img *Image) error {
+	if !spec.PlatformReferrers {
+		return nil
+	}
+	rd, err := e.pushReferrer(ctx, r, child, child.Digest)
+	if err != nil {
+		return fmt.Errorf("referrer of platform %s: %w", child.Digest, err)
+	}
+	if img.PlatformReferrers == nil {
+		img.PlatformReferrers = map[string]string{}
+	}
+	img.PlatformReferrers[child.Digest] = rd
+	return nil
 }
 
 // pushSingle pushes the image for platform index pi. With one platform the
