@@ -38,3 +38,16 @@ resource "imagesync_gitlab_mirrored_image" "shared_base" {
   source_registry_id = "210987654321"
   gitlab_project     = "platform/images"
 }
+
+# Signatures only: Sigstore (cosign) and Notary Project signatures are copied,
+# also those on each platform of a multi-platform image (cosign sign
+# --recursive); SBOMs and attestations stay in ECR. A referrer's artifact type
+# is its manifest's artifactType, else its config's media type.
+resource "imagesync_gitlab_mirrored_image" "payments" {
+  source_repository = "team/payments"
+  gitlab_project    = "platform/images"
+  referrer_artifact_types = [
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.cncf.notary.signature",
+  ]
+}
