@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/mediatype"
 )
 
@@ -103,4 +104,29 @@ func Regctl() (string, error) {
 		}
 	}
 	return "", errors.New("regctl not found on PATH or in Go's bin directory: run make deps, or go install github.com/regclient/regclient/cmd/regctl@" + RegctlVersion)
+}
+
+// ECRPlatforms lists the platform manifests of the index at dig in repo.
+func (e *Env) ECRPlatforms(ctx context.Context, repo, dig string) ([]string, error) {
+	r, err := e.ecrRepository(repo)
+	if err != nil {
+		return nil, err
+	}
+	m, err := e.regClient().ManifestGet(ctx, r.SetDigest(dig))
+	if err != nil {
+		return nil, fmt.Errorf("get %s@%s: %w", repo, dig, err)
+	}
+	idx, ok := m.(manifest.Indexer)
+	if !ok {
+		return nil, fmt.Errorf("%s@%s is not an index", repo, dig)
+	}
+	list, err := idx.GetManifestList()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range list {
+		out = append(out, d.Digest.String())
+	}
+	return out, nil
 }

@@ -145,18 +145,19 @@ func parseImportID(id string) (mirroredImageModel, string) {
 		return mirroredImageModel{}, problem
 	}
 	m := mirroredImageModel{
-		ID:               types.StringValue(id),
-		SourceRepository: types.StringValue(parts[0]),
-		SourceRegistryID: types.StringNull(),
-		GitLabProject:    types.StringValue(parts[1]),
-		TargetImage:      types.StringValue(parts[2]),
-		Images:           types.MapNull(types.StringType),
-		TagRegex:         types.StringNull(),
-		CopyReferrers:    types.BoolValue(true),
-		DeleteOnDestroy:  types.BoolValue(false),
-		TargetReference:  types.StringNull(),
-		Referrers:        types.MapNull(referrersType.ElemType),
-		Timeouts:         timeouts.Value{Object: types.ObjectNull(timeoutAttrTypes())},
+		ID:                    types.StringValue(id),
+		SourceRepository:      types.StringValue(parts[0]),
+		SourceRegistryID:      types.StringNull(),
+		GitLabProject:         types.StringValue(parts[1]),
+		TargetImage:           types.StringValue(parts[2]),
+		Images:                types.MapNull(types.StringType),
+		TagRegex:              types.StringNull(),
+		CopyReferrers:         types.BoolValue(true),
+		ReferrerArtifactTypes: types.ListNull(types.StringType),
+		DeleteOnDestroy:       types.BoolValue(false),
+		TargetReference:       types.StringNull(),
+		Referrers:             types.MapNull(referrersType.ElemType),
+		Timeouts:              timeouts.Value{Object: types.ObjectNull(timeoutAttrTypes())},
 	}
 	if registryID != "" {
 		m.SourceRegistryID = types.StringValue(registryID)

@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
-	"github.com/regclient/regclient/types/manifest"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
@@ -200,27 +199,11 @@ func referrersInGitLab(t *testing.T, image string, want map[string][]string) err
 // platformsOf lists the platform manifests of the index at dig in ECR.
 func platformsOf(t *testing.T, repo, dig string) []string {
 	t.Helper()
-	r, err := testEnv.ECRRef(repo, "any")
+	platforms, err := testEnv.ECRPlatforms(context.Background(), repo, dig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := testEnv.RegistryClient().ManifestGet(context.Background(), r.SetDigest(dig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, ok := m.(manifest.Indexer)
-	if !ok {
-		t.Fatalf("%s@%s is not an index", repo, dig)
-	}
-	list, err := idx.GetManifestList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, d := range list {
-		out = append(out, d.Digest.String())
-	}
-	return out
+	return platforms
 }
 
 func attachECR(t *testing.T, repo, subject, artifactType, body string) string {
