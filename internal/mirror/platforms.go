@@ -11,6 +11,17 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// Platforms maps each tagged digest of an ECR repository to the manifests
+// inside it (as Referrers.Platforms), reading from ECR only the digests known
+// does not hold.
+func (e *Engine) Platforms(ctx context.Context, source string, tagged []string, known map[string][]string) (map[string][]string, error) {
+	src, err := e.sourceRef(ctx, source)
+	if err != nil {
+		return nil, err
+	}
+	return e.platformsOf(ctx, src, tagged, known)
+}
+
 // platformsOf maps each tagged digest to the manifests inside it, reading
 // from ECR only the digests known does not hold.
 func (e *Engine) platformsOf(ctx context.Context, src ref.Ref, tagged []string, known map[string][]string) (map[string][]string, error) {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 )
 
 // Private state keys.
@@ -52,6 +53,25 @@ func readPlatforms(ctx context.Context, p privateGetter) map[string][]string {
 		return nil
 	}
 	return out
+}
+
+// recordPlatforms records the platforms of the digests GitLab holds for m,
+// as the plan does; manifests the copy just read come from the registry
+// client's cache. Failing, it records nothing: the next plan reads them.
+func (r *mirroredImageResource) recordPlatforms(ctx context.Context, m mirroredImageModel, p privateSetter) {
+	images := map[string]string{}
+	if !m.CopyReferrers.ValueBool() || m.Images.ElementsAs(ctx, &images, false).HasError() || len(images) == 0 {
+		return
+	}
+	source, err := r.sourceReference(ctx, m)
+	if err == nil {
+		var platforms map[string][]string
+		if platforms, err = r.data.engine.Platforms(ctx, source, uniqueValues(images), nil); err == nil {
+			savePlatforms(ctx, p, platforms)
+			return
+		}
+	}
+	tflog.Debug(ctx, "platforms not recorded; the next plan reads them from ECR", map[string]any{"error": r.data.redactor.String(err.Error())})
 }
 
 // savePlatforms records the platforms of the planned digests, so a no-op

@@ -239,6 +239,8 @@ func (r *mirroredImageResource) Create(ctx context.Context, req resource.CreateR
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 	resp.Diagnostics.Append(copied.save(ctx, resp.Private)...)
+	// Create, unlike Update, gets none of the private state the plan wrote.
+	r.recordPlatforms(ctx, m, resp.Private)
 }
 
 func (r *mirroredImageResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
