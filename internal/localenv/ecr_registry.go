@@ -236,7 +236,12 @@ func (e *Env) startECRProxy(backend string) error {
 	if e.ECRProxy, err = newGuardedProxy(backend, e.ecr.serve); err != nil {
 		return err
 	}
-	e.ECRProxy.rp.ModifyResponse = e.ecrPulls.record
+	e.ECRProxy.rp.ModifyResponse = func(resp *http.Response) error {
+		if err := e.ecrPulls.record(resp); err != nil {
+			return err
+		}
+		return e.recordDigestPush(resp)
+	}
 	e.S3.parent.Store(&e.ECRProxy.counters)
 	e.ECRRegistryEndpoint = e.ECRProxy.URL
 	return nil

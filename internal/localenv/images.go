@@ -525,15 +525,7 @@ func (e *Env) putManifest(ctx context.Context, r ref.Ref, raw []byte, mt string)
 	if err != nil {
 		return err
 	}
-	if err := e.regClient().ManifestPut(ctx, r, m); err != nil {
-		return err
-	}
-	if r.Tag == "" && r.Registry == hostOf(e.ECRRegistryEndpoint) {
-		// ECR lists a manifest pushed by digest (a platform of an index, a
-		// referrer) as an untagged image.
-		return e.recordECR(ctx, r.Repository, "", raw, mt, r.Digest)
-	}
-	return nil
+	return e.regClient().ManifestPut(ctx, r, m)
 }
 
 // pushLayer streams a generated layer: one pass to hash it (cached), a second

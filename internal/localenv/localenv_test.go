@@ -94,6 +94,43 @@ func TestLocalEnv(t *testing.T) {
 		}
 	})
 
+	// ECR lists what was pushed by digest (the platforms of an index, a
+	// referrer) as untagged images, whoever pushed it.
+	t.Run("DigestPushesListedUntagged", func(t *testing.T) {
+		untagged := func(repo string) map[string]bool {
+			out, err := env.ECRClient(ctx, false).ListImages(ctx, &ecr.ListImagesInput{RepositoryName: aws.String(repo)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			for _, id := range out.ImageIds {
+				if id.ImageTag == nil {
+					got[aws.ToString(id.ImageDigest)] = true
+				}
+			}
+			return got
+		}
+		r, _ := env.ECRRef("team/worker", "1.0")
+		m, err := rc.ManifestGet(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := m.RawBody()
+		var index struct{ Manifests []struct{ Digest string } }
+		_ = json.Unmarshal(raw, &index)
+		listed := untagged("team/worker")
+		for _, p := range index.Manifests {
+			if !listed[p.Digest] {
+				t.Errorf("platform %s of team/worker:1.0 is not listed untagged in ECR (listed: %v)", p.Digest, listed)
+			}
+		}
+		for _, img := range env.Seeded {
+			if img.Repository == "signed/app" && !untagged("signed/app")[img.ReferrerDigest] {
+				t.Errorf("the referrer %s of signed/app is not listed untagged in ECR", img.ReferrerDigest)
+			}
+		}
+	})
+
 	t.Run("ReadOnlyKeyIsReadOnly", func(t *testing.T) {
 		ro := env.ECRClient(ctx, false)
 		if _, err := ro.DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{}); err != nil {
