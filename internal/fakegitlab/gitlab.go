@@ -79,6 +79,7 @@ type GitLab struct {
 	storageRoot  string
 
 	rules     registryRules // the registry's own rules, see registry.go
+	tagsAPI   tagsAPI       // GitLab's registry API, see tags_api.go
 	jobTokens jobTokens     // jobtoken.go
 	states    stateStore    // state.go
 	mrs       mergeRequests // notes.go
@@ -121,6 +122,7 @@ func New(ttl time.Duration) (*GitLab, error) {
 		certDER:     der,
 		repoIDs:     map[string]int{},
 		repoCreated: map[string]time.Time{},
+		tagsAPI:     tagsAPI{client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}},
 	}
 	g.ttl.Store(int64(ttl))
 	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 30 * time.Second}

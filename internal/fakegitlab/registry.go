@@ -167,7 +167,7 @@ var (
 // answers a request the rules refuse (and reports true), or rewrites a
 // sha256-<hex> reference to the digest and lets it pass.
 func (g *GitLab) ServeRegistryRules(w http.ResponseWriter, r *http.Request) bool {
-	if g.rateLimit(w) {
+	if g.rateLimit(w) || g.tagsAPI.serve(w, r) {
 		return true
 	}
 	m := manifestPath.FindStringSubmatch(r.URL.Path)

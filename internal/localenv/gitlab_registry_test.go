@@ -26,6 +26,7 @@ func testGitLabRegistry(t *testing.T, env *Env) {
 	t.Run("RateLimit", func(t *testing.T) { testRateLimit(t, env) })
 	t.Run("SHA256TagsAreDigests", func(t *testing.T) { testSHA256TagsAreDigests(t, env) })
 	t.Run("ImagePathDepth", func(t *testing.T) { testImagePathDepth(t, env) })
+	t.Run("TagsAPI", func(t *testing.T) { testGitLabTagsAPI(t, env) })
 	t.Run("Restart", func(t *testing.T) { testRestartGitLabRegistry(t, env) })
 }
 

@@ -241,6 +241,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	e.GitLabRegistryHost = e.GitLabProxy.Host
 	e.GitLabRegistryURL = e.GitLabProxy.URL
 	gl.SetRegistry(e.GitLabRegistryHost, glRoot)
+	if err := gl.SetRegistryBackend(fmt.Sprintf("http://127.0.0.1:%d", glPort)); err != nil {
+		return nil, err
+	}
 	gl.AddProject(defaultProject)
 	logf("GitLab API at %s (token %s), registry at %s", e.GitLabURL, e.GitLabToken, e.GitLabRegistryURL)
 
