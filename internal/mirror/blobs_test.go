@@ -95,7 +95,7 @@ func (b *blobRegistries) serveECR(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 	if n <= b.stallDownloads {
 		_, _ = w.Write(body[:len(body)/2])
-		w.(http.Flusher).Flush()
+		_ = http.NewResponseController(w).Flush() // the client's read shows what arrived
 		<-b.release
 		return
 	}

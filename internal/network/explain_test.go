@@ -65,7 +65,7 @@ func (ca *testCA) serve(t *testing.T, notAfter time.Time, names ...string) *http
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, r.Proto)
+		_, _ = io.WriteString(w, r.Proto) //nolint:gosec // the request's protocol name, for the test
 	}))
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
@@ -81,7 +81,7 @@ func get(t *testing.T, s Settings, rawURL string, opts ...func(*http.Transport))
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	body, err := io.ReadAll(resp.Body)
 	return string(body), err
 }
@@ -175,12 +175,12 @@ func TestDNSFailure(t *testing.T) {
 }
 
 func TestConnectionRefused(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	_ = l.Close()
 	_, err = get(t, Settings{}, "https://"+addr+"/v2/")
 	wantFailure(t, err, KindRefused, addr, "refused the connection")
 }

@@ -58,7 +58,7 @@ func TestStallReadingBody(t *testing.T) {
 	srv := stallingServer(t, func(w http.ResponseWriter, _ *http.Request, release <-chan struct{}) {
 		w.Header().Set("Content-Length", "1000")
 		_, _ = w.Write(make([]byte, 400))
-		w.(http.Flusher).Flush()
+		_ = http.NewResponseController(w).Flush() // the read below shows what arrived
 		<-release
 	})
 	req, _ := http.NewRequestWithContext(guard(t), http.MethodGet, srv.URL, nil)
@@ -66,7 +66,7 @@ func TestStallReadingBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	n, err := io.Copy(io.Discard, resp.Body)
 	if n != 400 {
 		t.Errorf("read %d bytes before the stall; want 400", n)
@@ -77,7 +77,7 @@ func TestStallReadingBody(t *testing.T) {
 func TestStallWaitingForHeaders(t *testing.T) {
 	srv := stallingServer(t, func(_ http.ResponseWriter, _ *http.Request, release <-chan struct{}) { <-release })
 	req, _ := http.NewRequestWithContext(guard(t), http.MethodHead, srv.URL, nil)
-	_, err := testClient().Do(req)
+	err := failedRequest(testClient(), req)
 	wantStall(t, err, phaseWaiting)
 	if !strings.Contains(err.Error(), strings.TrimPrefix(srv.URL, "http://")) {
 		t.Errorf("error %q does not name the host", err)
@@ -93,7 +93,7 @@ func TestStallSendingBody(t *testing.T) {
 	// The registry takes the request and then reads nothing of its body.
 	srv := stallingServer(t, func(_ http.ResponseWriter, _ *http.Request, release <-chan struct{}) { <-release })
 	req, _ := http.NewRequestWithContext(guard(t), http.MethodPut, srv.URL, io.NopCloser(endless{}))
-	_, err := testClient().Do(req)
+	err := failedRequest(testClient(), req)
 	wantStall(t, err, phaseSending)
 }
 
@@ -125,7 +125,7 @@ func TestSlowCallerIsNoStall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	time.Sleep(2 * testIdle)
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || string(body) != "xx" {
@@ -138,7 +138,7 @@ func TestCancelledRequestIsNoStall(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-	_, err := testClient().Do(req)
+	err := failedRequest(testClient(), req)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error = %v; want context.Canceled", err)
 	}
@@ -148,7 +148,7 @@ func TestStallReadingBodyHTTP2(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write(make([]byte, 400))
-		w.(http.Flusher).Flush()
+		_ = http.NewResponseController(w).Flush() // the read below shows what arrived
 		<-release
 	}))
 	srv.EnableHTTP2 = true
@@ -165,7 +165,7 @@ func TestStallReadingBodyHTTP2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	if resp.ProtoMajor != 2 {
 		t.Errorf("protocol %s; want HTTP/2", resp.Proto)
 	}
@@ -175,3 +175,14 @@ func TestStallReadingBodyHTTP2(t *testing.T) {
 	}
 	wantStall(t, err, phaseReading)
 }
+
+// failedRequest sends a request expected to fail and returns its error.
+func failedRequest(c *http.Client, req *http.Request) error {
+	resp, err := c.Do(req)
+	if err == nil {
+		closeBody(resp)
+	}
+	return err
+}
+
+func closeBody(resp *http.Response) { _ = resp.Body.Close() }
