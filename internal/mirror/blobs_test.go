@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,6 +37,10 @@ type blobRegistries struct {
 	stallDownloads, stallUploads int
 	idle                         time.Duration
 	release                      chan struct{}
+	// overHTTP2: ECR serves over TLS with HTTP/2, and the first
+	// resetDownloads blob GETs are reset (RST_STREAM) halfway.
+	overHTTP2      bool
+	resetDownloads int
 
 	mu       sync.Mutex
 	calls    map[string]int
@@ -54,12 +59,20 @@ func newBlobRegistries(t *testing.T, answer func(put int) (int, string, string),
 	}
 	sum := sha256.Sum256(b.blob)
 	b.desc = descriptor.Descriptor{MediaType: mediatype.OCI1LayerGzip, Digest: digest.Digest("sha256:" + hex.EncodeToString(sum[:])), Size: int64(len(b.blob))}
-	ecrSrv := httptest.NewServer(http.HandlerFunc(b.serveECR))
+	ecrSrv := httptest.NewUnstartedServer(http.HandlerFunc(b.serveECR))
+	nets := network.Settings{IdleTimeout: b.idle}
+	if b.overHTTP2 {
+		ecrSrv.EnableHTTP2 = true
+		ecrSrv.StartTLS()
+		nets.RootCAs = x509.NewCertPool()
+		nets.RootCAs.AddCert(ecrSrv.Certificate())
+	} else {
+		ecrSrv.Start()
+	}
 	gitlabSrv := httptest.NewServer(http.HandlerFunc(b.serveGitLab))
 	t.Cleanup(func() { close(b.release); ecrSrv.Close(); gitlabSrv.Close() })
 
-	nets := network.Settings{IdleTimeout: b.idle}
-	e := New(Config{ECR: &fakeCredentials{}, ECREndpoint: ecrSrv.URL, ECRNetwork: nets, GitLabNetwork: nets})
+	e := New(Config{ECR: &fakeCredentials{}, ECREndpoint: ecrSrv.URL, ECRNetwork: nets, GitLabNetwork: network.Settings{IdleTimeout: b.idle}})
 	u, _ := url.Parse(gitlabSrv.URL)
 	e.AddGitLabRegistry(u.Host, true)
 	c, err := e.newCopier(context.Background(), Request{Source: "123456789012.dkr.ecr.eu-west-1.amazonaws.com/api", Target: u.Host + "/group/project/api"})
@@ -93,6 +106,11 @@ func (b *blobRegistries) serveECR(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.Header().Set("Docker-Content-Digest", b.desc.Digest.String())
 	w.WriteHeader(status)
+	if n <= b.resetDownloads {
+		_, _ = w.Write(body[:len(body)/2])
+		_ = http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler) // over HTTP/2, the stream is reset
+	}
 	if n <= b.stallDownloads {
 		_, _ = w.Write(body[:len(body)/2])
 		_ = http.NewResponseController(w).Flush() // the client's read shows what arrived
@@ -237,3 +255,15 @@ func TestStalledUploadEnds(t *testing.T) {
 }
 
 func created(int) (int, string, string) { return http.StatusCreated, "", "" }
+
+// TestResetDownloadResumesWithRange: an HTTP/2 stream reset halfway (not an
+// EOF, on which alone regclient resumes) resumes with a Range request too.
+func TestResetDownloadResumesWithRange(t *testing.T) {
+	b, c := newBlobRegistries(t, created, func(b *blobRegistries) { b.overHTTP2, b.resetDownloads, b.idle = true, 1, testIdle })
+	if err := c.streamBlob(context.Background(), b.desc); err != nil {
+		t.Fatalf("streamBlob with a reset download: %v", err)
+	}
+	if len(b.ranges) != 1 || b.calls["ECR GET"] != 2 || len(b.received) != 1 || b.received[0] != b.desc.Digest.String() {
+		t.Errorf("Range requests %q, requests %v, GitLab received %q; want one resume and the blob whole", b.ranges, b.calls, b.received)
+	}
+}

@@ -100,7 +100,7 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	rec := recorderFrom(req.Context())
 	if err == nil {
 		normalizeRetryAfter(resp)
-		resp.Body = &resumableBody{ReadCloser: resp.Body, rec: rec, side: side}
+		resp.Body = &resumableBody{ReadCloser: resp.Body, rec: rec, side: side, req: req}
 	}
 	if rec != nil && side != "" && !isUploadCancel(req) {
 		rec.noteResume(req)
@@ -117,26 +117,29 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return resp, err
 }
 
-// resumableBody reports a body that stalled to regclient as the connection
-// breaking off (io.ErrUnexpectedEOF), the one error on which regclient asks
+// resumableBody reports a body whose connection stalled or broke to
+// regclient as io.ErrUnexpectedEOF, the one error on which regclient asks
 // again for the rest of a blob with a Range request from the last byte
-// received; the call's recorder keeps the stall for its error message.
+// received; the call's recorder keeps what happened for its error message.
 type resumableBody struct {
 	io.ReadCloser
 	rec  *recorder
 	side Side
+	req  *http.Request
 }
 
 func (b *resumableBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	var stall *network.StallError
-	if errors.As(err, &stall) {
-		if b.rec != nil {
-			b.rec.connFailed(b.side, stall)
-		}
-		return n, io.ErrUnexpectedEOF
+	if err == nil || errors.Is(err, io.EOF) || b.req.Context().Err() != nil {
+		return n, err // the end, or the call was stopped: nothing to resume
 	}
-	return n, err
+	if b.rec != nil {
+		if _, known := network.Explain(err); !known {
+			err = &network.BrokenError{Host: b.req.URL.Host, Err: err}
+		}
+		b.rec.connFailed(b.side, err)
+	}
+	return n, io.ErrUnexpectedEOF
 }
 
 // isUploadCancel is regclient cleaning up after a failed blob upload; its

@@ -160,6 +160,10 @@ func explainDial(err error, host string) (Failure, bool) {
 	case errors.Is(err, syscall.ECONNRESET):
 		return Failure{Kind: KindReset, Host: host, What: fmt.Sprintf("the connection to %s was reset", host)}, true
 	}
+	var broken *BrokenError
+	if errors.As(err, &broken) {
+		return Failure{Kind: KindReset, Host: broken.Host, What: broken.Error()}, true
+	}
 	return Failure{}, false
 }
 

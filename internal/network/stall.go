@@ -25,6 +25,19 @@ func (e *StallError) Error() string {
 	return fmt.Sprintf("no progress with %s for %s while %s", e.Host, e.Idle, e.Phase)
 }
 
+// BrokenError is a response body whose connection failed before its end
+// (reset, closed early, an HTTP/2 connection found dead by its pings).
+type BrokenError struct {
+	Host string
+	Err  error
+}
+
+func (e *BrokenError) Error() string {
+	return fmt.Sprintf("the connection to %s broke off while reading the response body: %v", e.Host, e.Err)
+}
+
+func (e *BrokenError) Unwrap() error { return e.Err }
+
 // Timeout and Temporary make a stall a net.Error: another attempt may work.
 func (e *StallError) Timeout() bool   { return true }
 func (e *StallError) Temporary() bool { return true }
@@ -70,6 +83,10 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, w.stallOr(err)
 	}
 	w.gotAnswer()
+	if resp.Body == http.NoBody { // a HEAD, an empty answer: nothing left to watch
+		cancel()
+		return resp, nil
+	}
 	resp.Body = &watchedResponseBody{ReadCloser: resp.Body, w: w, cancel: cancel}
 	return resp, nil
 }
