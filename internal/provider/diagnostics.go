@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
-	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/regclient/regclient/types/errs"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
@@ -95,18 +94,4 @@ func sourceDiag(source string, err error) diag.Diagnostic {
 				"ecr.region, and source_registry_id or ecr.registry_id.\n\nOriginal Error: %s", source, err))
 	}
 	return diag.NewErrorDiagnostic("Cannot Read the ECR Repository", ecrErrorDetail(fmt.Sprintf("listing the tags of %q in ECR", source), err))
-}
-
-func mapValue(m map[string]string) types.Map {
-	v, _ := types.MapValueFrom(context.Background(), types.StringType, m)
-	return v
-}
-
-// referrersValue converts subject -> referrer digests to the attribute's type.
-func referrersValue(m map[string][]string) types.Map {
-	if m == nil {
-		m = map[string][]string{}
-	}
-	v, _ := types.MapValueFrom(context.Background(), referrersType.ElemType, m)
-	return v
 }

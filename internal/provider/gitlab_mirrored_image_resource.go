@@ -58,7 +58,10 @@ type mirroredImageModel struct {
 
 // referrersType is the type of the referrers attribute: subject digest ->
 // referrer digests.
-var referrersType = types.MapType{ElemType: types.ListType{ElemType: types.StringType}}
+var (
+	referrersType    = types.MapType{ElemType: referrerListType}
+	referrerListType = types.ListType{ElemType: types.StringType}
+)
 
 func (r *mirroredImageResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_gitlab_mirrored_image"
@@ -170,7 +173,7 @@ func (r *mirroredImageResource) Schema(ctx context.Context, _ resource.SchemaReq
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"referrers": schema.MapAttribute{
-				ElementType: types.ListType{ElemType: types.StringType},
+				ElementType: referrerListType,
 				Computed:    true,
 				MarkdownDescription: "With `copy_referrers`, subject digest -> digests of the artifacts that refer to it (signatures, " +
 					"SBOMs, attestations, and theirs in turn); subjects are the tagged digests, the platform manifests inside an " +
