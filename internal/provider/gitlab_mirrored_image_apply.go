@@ -71,14 +71,16 @@ func (r *mirroredImageResource) plannedContent(ctx context.Context, m *mirroredI
 	} else {
 		diags.Append(m.Images.ElementsAs(ctx, &want, false)...)
 	}
+	if diags.HasError() {
+		return nil, nil, false
+	}
 	if !m.CopyReferrers.ValueBool() {
 		m.Referrers = types.MapNull(referrersType.ElemType)
-		return want, nil, !diags.HasError()
+		return want, nil, true
 	}
 	referrers := map[string][]string{}
 	if m.Referrers.IsUnknown() || m.Referrers.IsNull() {
-		m.Images = mapValue(want)
-		found, err := r.sourceReferrers(ctx, *m, nil)
+		found, err := r.sourceReferrers(ctx, *m, want, nil)
 		if err != nil {
 			diags.AddError("Cannot List Referrers in ECR", failureDetail("listing the signatures and SBOMs to copy", err, r.data.redactor))
 			return nil, nil, false

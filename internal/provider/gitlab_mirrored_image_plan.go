@@ -194,9 +194,10 @@ func configuredDigestProblem(source, tag, dig string, ecrTags map[string]string)
 }
 
 // planReferrers plans, with copy_referrers, the artifacts ECR holds for the
-// planned digests and the platform manifests inside them.
+// planned digests and the platform manifests inside them. While a digest is
+// known only at apply, so are the referrers: apply lists them then.
 func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirroredImageModel, in planInput, diags *diag.Diagnostics) {
-	if plan.CopyReferrers.IsUnknown() || plan.ReferrerArtifactTypes.IsUnknown() || plan.Images.IsUnknown() || plan.SourceRegistryID.IsUnknown() {
+	if plan.CopyReferrers.IsUnknown() || plan.ReferrerArtifactTypes.IsUnknown() || !wholeKnown(plan.Images) || plan.SourceRegistryID.IsUnknown() {
 		return
 	}
 	if !plan.CopyReferrers.ValueBool() {
@@ -208,7 +209,11 @@ func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirrore
 		plan.Referrers = types.MapNull(referrersType.ElemType)
 		return
 	}
-	refs, err := r.sourceReferrers(ctx, *plan, readPlatforms(ctx, in.private))
+	images := map[string]string{}
+	if diags.Append(plan.Images.ElementsAs(ctx, &images, false)...); diags.HasError() {
+		return
+	}
+	refs, err := r.sourceReferrers(ctx, *plan, images, readPlatforms(ctx, in.private))
 	if err != nil {
 		ecrUnreadable(plan, in, diags, diag.NewAttributeErrorDiagnostic(path.Root("referrers"), "Cannot List Referrers in ECR",
 			failureDetail(fmt.Sprintf("listing the signatures and SBOMs of %q in ECR", plan.SourceRepository.ValueString()), err, r.data.redactor)))
@@ -218,12 +223,11 @@ func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirrore
 	diags.Append(savePlatforms(ctx, in.private, refs.Platforms)...)
 }
 
-// sourceReferrers lists in ECR the referrers of every planned digest and of
-// the platform manifests inside it; known is what an earlier plan learnt of
-// those platforms.
-func (r *mirroredImageResource) sourceReferrers(ctx context.Context, m mirroredImageModel, known map[string][]string) (mirror.Referrers, error) {
-	images := map[string]string{}
-	if d := m.Images.ElementsAs(ctx, &images, false); d.HasError() || len(images) == 0 {
+// sourceReferrers lists in ECR the referrers of the digests of images (tag
+// -> digest) and of the platform manifests inside them; known is what an
+// earlier plan learnt of those platforms.
+func (r *mirroredImageResource) sourceReferrers(ctx context.Context, m mirroredImageModel, images map[string]string, known map[string][]string) (mirror.Referrers, error) {
+	if len(images) == 0 {
 		return mirror.Referrers{BySubject: map[string][]string{}}, nil
 	}
 	var artifactTypes []string
@@ -251,7 +255,7 @@ func (r *mirroredImageResource) sourceReference(ctx context.Context, m mirroredI
 // an earlier tool): apply would overwrite it. Tags already managed show the
 // change as ~ old -> new instead.
 func (r *mirroredImageResource) warnOverwrites(ctx context.Context, plan mirroredImageModel, prior *mirroredImageModel, diags *diag.Diagnostics) {
-	if plan.Images.IsUnknown() || plan.TargetReference.IsUnknown() || plan.TargetReference.IsNull() {
+	if !wholeKnown(plan.Images) || plan.TargetReference.IsUnknown() || plan.TargetReference.IsNull() {
 		return
 	}
 	planned, managed := map[string]string{}, map[string]string{}
@@ -284,6 +288,19 @@ func (r *mirroredImageResource) warnOverwrites(ctx context.Context, plan mirrore
 					target, tag, held[tag], planned[tag]))
 		}
 	}
+}
+
+// wholeKnown tells whether m and every element of it are known.
+func wholeKnown(m types.Map) bool {
+	if m.IsUnknown() {
+		return false
+	}
+	for _, v := range m.Elements() {
+		if v.IsUnknown() {
+			return false
+		}
+	}
+	return true
 }
 
 func uniqueValues(m map[string]string) []string {

@@ -354,6 +354,53 @@ func seededReferrer(t *testing.T) (referrer, subject string) {
 	return "", ""
 }
 
+// A digest known only at apply (here from terraform_data) makes the
+// referrers known only at apply too: the plan neither fails on the unknown
+// element nor promises that no signature comes along.
+func TestAccMirroredImage_digestKnownAtApply(t *testing.T) {
+	testAccPreCheck(t)
+	repo, project, image := accTarget(t, "late-digest")
+	addr := "imagesync_gitlab_mirrored_image.test"
+	signed := pushECR(t, repo, "v1", localenv.ImageSpec{Referrer: true})
+	config := providerConfig() + fmt.Sprintf(`
+resource "terraform_data" "digest" {
+  input = %q
+}
+
+resource "imagesync_gitlab_mirrored_image" "test" {
+  source_repository = %q
+  gitlab_project    = %q
+  images            = { v1 = terraform_data.digest.output }
+}
+`, signed.Digest, repo, project)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectUnknownValue(addr, tfjsonpath.New("referrers")),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("images"), imagesCheck(map[string]string{"v1": signed.Digest})),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("referrers"), knownvalue.MapExact(map[string]knownvalue.Check{
+						signed.Digest: knownvalue.ListExact([]knownvalue.Check{knownvalue.StringExact(signed.ReferrerDigest)}),
+					})),
+					checkNow(func() {
+						if got, found := gitlabDigest(t, image, signed.ReferrerDigest); !found || got != signed.ReferrerDigest {
+							t.Errorf("the signature %s of v1 was not copied to %s", signed.ReferrerDigest, image)
+						}
+					}),
+				},
+			},
+			{
+				Config:           config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+		},
+	})
+}
+
 func TestAccMirroredImage_driftBothSides(t *testing.T) {
 	testAccPreCheck(t)
 	repo, project, image := accTarget(t, "drift")
