@@ -10,6 +10,19 @@
 // copies a repository's tags, manifests.go and blobs.go walk one digest,
 // referrers.go finds and copies signatures and SBOMs, errors.go says which
 // registry refused what.
+//
+// Why not regclient's ImageCopy, which copies an image in one call: it
+// mounts a blob only from the source repository, when source and target
+// share a registry, so every GitLab repository would read each shared base
+// layer from ECR again, where the blob index here reads it once and mounts it
+// into the other repositories. It returns one error for a whole image,
+// where a repository's tags must land or fail one by one, with what landed
+// recorded and a retry that skips it. And ImageWithReferrers falls back to
+// the sha256-<hex> tag scheme on a registry without the referrers API, which
+// is GitLab: its registry reads that reference as the digest sha256:<hex>, so
+// the fallback would read the subject itself as its list of referrers, and
+// GitLab would refuse the list's push as a manifest whose digest does not
+// match. Referrers are pushed by digest here, subject first.
 package mirror
 
 import (
