@@ -60,7 +60,7 @@ func (c *Client) ImageDetails(ctx context.Context, registryID, repository string
 // DetailsOf describes the images of each repository, keyed by repository name.
 func (c *Client) DetailsOf(ctx context.Context, repos []Repository) (map[string][]ImageDetail, error) {
 	out := make([][]ImageDetail, len(repos))
-	err := eachRepository(len(repos), func(i int) (err error) {
+	err := eachRepository(ctx, len(repos), func(ctx context.Context, i int) (err error) {
 		out[i], err = c.ImageDetails(ctx, repos[i].RegistryID, repos[i].Name)
 		return err
 	})

@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 )
@@ -240,30 +241,29 @@ func (c *Client) DescribeRepositories(ctx context.Context, f Filter) ([]Reposito
 // ListTagsOf fills in the Images of each repository, keeping the tags that
 // tagFilter (if set) accepts.
 func (c *Client) ListTagsOf(ctx context.Context, repos []Repository, tagFilter Matcher) error {
-	return eachRepository(len(repos), func(i int) (err error) {
+	return eachRepository(ctx, len(repos), func(ctx context.Context, i int) (err error) {
 		repos[i].Images, err = c.Tags(ctx, repos[i].RegistryID, repos[i].Name, tagFilter)
 		return err
 	})
 }
 
 // eachRepository runs fn for repositories 0 to n-1, listConcurrency at a
-// time, and joins their errors. A plan over hundreds of repositories waits
-// on these calls, and ECR allows far more than this.
-func eachRepository(n int, fn func(i int) error) error {
-	errs := make([]error, n)
-	lim := make(chan struct{}, listConcurrency)
-	var wg sync.WaitGroup
+// time (a plan over hundreds of repositories waits on these calls, and ECR
+// allows far more than this), and returns the first error: the listing fails
+// as a whole, so the calls not yet started are not made and those in flight
+// see their context canceled.
+func eachRepository(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(listConcurrency)
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lim <- struct{}{}
-			defer func() { <-lim }()
-			errs[i] = fn(i)
-		}()
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fn(ctx, i)
+		})
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return g.Wait()
 }
 
 // pageLimit is the largest page DescribeRepositories and ListImages return.

@@ -30,6 +30,8 @@ type fakeAPI struct {
 	images map[string][]types.ImageIdentifier
 	// missing repositories answer ListImages with RepositoryNotFoundException.
 	missing map[string]bool
+	// slowList, if set, delays the ListImages answer of every other repository.
+	slowList func(ctx context.Context)
 	descErr error
 	// details maps repository name -> what DescribeImages answers.
 	details map[string][]types.ImageDetail
@@ -71,14 +73,23 @@ func (f *fakeAPI) DescribeRepositories(_ context.Context, in *ecr.DescribeReposi
 	return &ecr.DescribeRepositoriesOutput{Repositories: f.repos[start:end], NextToken: next}, nil
 }
 
-func (f *fakeAPI) ListImages(_ context.Context, in *ecr.ListImagesInput, _ ...func(*ecr.Options)) (*ecr.ListImagesOutput, error) {
+func (f *fakeAPI) ListImages(ctx context.Context, in *ecr.ListImagesInput, _ ...func(*ecr.Options)) (*ecr.ListImagesOutput, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.listCalls = append(f.listCalls, in)
 	name := aws.ToString(in.RepositoryName)
 	if f.missing[name] {
+		f.mu.Unlock()
 		return nil, &types.RepositoryNotFoundException{Message: aws.String("repository " + name + " not found")}
 	}
+	if f.slowList != nil {
+		f.mu.Unlock()
+		f.slowList(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		f.mu.Lock()
+	}
+	defer f.mu.Unlock()
 	ids := f.images[name]
 	start, end, next := page(in.NextToken, f.pageSize, len(ids))
 	return &ecr.ListImagesOutput{ImageIds: ids[start:end], NextToken: next}, nil
@@ -389,6 +400,31 @@ func TestRepositoryNotFound(t *testing.T) {
 			t.Errorf("err = %v, want the API error wrapped", err)
 		}
 	})
+}
+
+// A listing stops at its first failure: the calls in flight see their
+// context canceled, and no repository after them is listed.
+func TestRepositoriesStopAtFirstFailure(t *testing.T) {
+	f := &fakeAPI{pageSize: 1000, images: map[string][]types.ImageIdentifier{}, missing: map[string]bool{"r000": true}}
+	for i := range 10 * listConcurrency {
+		f.repos = append(f.repos, repo(fmt.Sprintf("r%03d", i)))
+	}
+	f.slowList = func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second): // how long the others would run on
+		}
+	}
+	_, err := NewWithAPI(f, "", "").Repositories(t.Context(), Filter{})
+	if !errors.Is(err, ErrRepositoryNotFound) {
+		t.Fatalf("err = %v, want the first failure, ErrRepositoryNotFound", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.listCalls); n > listConcurrency {
+		t.Errorf("ListImages called for %d of %d repositories after the first failed, want at most the %d in flight",
+			n, len(f.repos), listConcurrency)
+	}
 }
 
 // fakeClock is a settable clock for Credential's refresh logic.
