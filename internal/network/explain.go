@@ -171,8 +171,9 @@ func explainDial(err error, host string) (Failure, bool) {
 // request (never its query, where pre-signed URLs keep their secrets), else
 // from the address of a failed connection.
 func hostOf(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	// The innermost request is the one that failed: a registry request
+	// whose login failed wraps the request to the token service.
+	if ue := innermostURLError(err); ue != nil {
 		if u, perr := url.Parse(ue.URL); perr == nil && u.Host != "" {
 			return u.Host
 		}
@@ -182,4 +183,28 @@ func hostOf(err error) string {
 		return op.Addr.String()
 	}
 	return "the server"
+}
+
+// innermostURLError is the deepest *url.Error in err's tree, or nil.
+func innermostURLError(err error) *url.Error {
+	var found *url.Error
+	if ue, ok := err.(*url.Error); ok { //nolint:errorlint // each level is looked at in turn
+		found = ue
+	}
+	var children []error
+	switch e := err.(type) { //nolint:errorlint // see above
+	case interface{ Unwrap() error }:
+		children = []error{e.Unwrap()}
+	case interface{ Unwrap() []error }:
+		children = e.Unwrap()
+	}
+	for _, c := range children {
+		if c == nil {
+			continue
+		}
+		if deeper := innermostURLError(c); deeper != nil {
+			return deeper
+		}
+	}
+	return found
 }

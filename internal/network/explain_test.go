@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -192,4 +193,10 @@ func wantFailure(t *testing.T, err error, kind Kind, host, what string) Failure 
 		t.Errorf("Explain(%v) = %+v, %v; want kind %d on %s saying %q", err, f, ok, kind, host, what)
 	}
 	return f
+}
+
+func TestHostIsTheInnermostRequests(t *testing.T) {
+	login := &url.Error{Op: "Get", URL: "https://gitlab.corp.example/jwt/auth?scope=x", Err: x509.UnknownAuthorityError{}}
+	err := &url.Error{Op: "Head", URL: "https://registry.corp.example/v2/a/manifests/v1", Err: fmt.Errorf("getting a token: %w", login)}
+	wantFailure(t, err, KindUnknownAuthority, "gitlab.corp.example", "gitlab.corp.example is signed by an unknown authority")
 }
