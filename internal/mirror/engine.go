@@ -7,8 +7,9 @@
 //
 // The files follow the concepts: engine.go builds the client, transport.go
 // and auth_*.go log in to the registries, read.go reads digests, mirror.go
-// copies a repository's tags, manifests.go and blobs.go walk one digest,
-// referrers.go finds and copies signatures and SBOMs, errors.go says which
+// copies a repository's tags and referrers, manifests.go and blobs.go walk one digest,
+// referrers.go finds signatures and SBOMs, platforms.go the manifests inside
+// an index whose own referrers are found too, errors.go says which
 // registry refused what.
 //
 // Why not regclient's ImageCopy, which copies an image in one call: it

@@ -98,6 +98,15 @@ func TestAccMirroredImage_referrersOfPlatforms(t *testing.T) {
 				Config:           config,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
 			},
+			{
+				// Import reads GitLab alone, which has no referrers API: the
+				// next plan lists the referrers again from ECR.
+				ResourceName:            addr,
+				ImportState:             true,
+				ImportStateId:           repo + ":" + project,
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"timeouts", "referrers"},
+			},
 		},
 	})
 }

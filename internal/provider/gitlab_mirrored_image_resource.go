@@ -242,8 +242,11 @@ func (r *mirroredImageResource) Create(ctx context.Context, req resource.CreateR
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 	resp.Diagnostics.Append(copied.save(ctx, resp.Private)...)
-	// Create, unlike Update, gets none of the private state the plan wrote.
-	r.recordPlatforms(ctx, m, resp.Private)
+	// Create, unlike Update, gets none of the private state the plan wrote;
+	// after a failure ECR may not answer, and the next plan reads them.
+	if !resp.Diagnostics.HasError() {
+		r.recordPlatforms(ctx, m, resp.Private)
+	}
 }
 
 func (r *mirroredImageResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
