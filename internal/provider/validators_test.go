@@ -230,6 +230,14 @@ func TestTagAndDigestPatterns(t *testing.T) {
 		{"digest", digestPattern, "md5:" + hex64, false},
 		{"digest", digestPattern, hex64, false},
 		{"digest", digestPattern, "", false},
+		{"media type", mediaTypePattern, "application/spdx+json", true},
+		{"media type", mediaTypePattern, "application/vnd.dev.sigstore.bundle.v0.3+json", true},
+		{"media type", mediaTypePattern, "application/vnd.in-toto+json", true},
+		{"media type", mediaTypePattern, "spdx", false},
+		{"media type", mediaTypePattern, "application/", false},
+		{"media type", mediaTypePattern, "application/spdx+json; charset=utf-8", false},
+		{"media type", mediaTypePattern, "application/spdx json", false},
+		{"media type", mediaTypePattern, "", false},
 	}
 	for _, tt := range tests {
 		if got := tt.re.MatchString(tt.value); got != tt.want {
