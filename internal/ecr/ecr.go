@@ -340,7 +340,7 @@ func (c *Client) listing(ctx context.Context, registryID, repository string) (li
 // cost nothing extra in a repository of fewer than a thousand images, and
 // they tell whether any referrer can exist (see Digests).
 func (c *Client) listImages(ctx context.Context, registryID, repository string) (listing, error) {
-	l := listing{tags: map[string]string{}}
+	l := listing{tags: map[string]string{}, digests: []string{}}
 	seen := map[string]bool{}
 	p := ecr.NewListImagesPaginator(c.api, &ecr.ListImagesInput{
 		RegistryId:     c.registry(registryID),

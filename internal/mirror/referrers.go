@@ -30,6 +30,11 @@ type ReferrerQuery struct {
 	// Platforms is what an earlier call returned: a manifest never changes
 	// under its digest, so only tagged digests missing here are read from ECR.
 	Platforms map[string][]string
+	// Manifests is every manifest the ECR repository holds, from its
+	// ListImages (untagged images included), or nil when unknown: a
+	// repository with none besides the subjects has no referrer to list (see
+	// referrer_candidates.go).
+	Manifests []string
 }
 
 // Referrers is what SourceReferrers found.
@@ -58,9 +63,9 @@ func (e *Engine) SourceReferrers(ctx context.Context, source string, tagged []st
 	if err != nil {
 		return Referrers{}, err
 	}
-	subjects := slices.Clone(tagged)
-	for _, dig := range tagged {
-		subjects = append(subjects, platforms[dig]...)
+	subjects := Subjects(tagged, platforms)
+	if !MayHaveReferrers(q.Manifests, subjects) {
+		return Referrers{BySubject: map[string][]string{}, Platforms: platforms}, nil
 	}
 	slices.Sort(subjects)
 	bySubject, err := e.referrersOf(ctx, src, slices.Compact(subjects), q.ArtifactTypes)

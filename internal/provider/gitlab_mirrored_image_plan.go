@@ -234,11 +234,29 @@ func (r *mirroredImageResource) sourceReferrers(ctx context.Context, m mirroredI
 	if d := m.ReferrerArtifactTypes.ElementsAs(ctx, &artifactTypes, false); d.HasError() {
 		return mirror.Referrers{}, fmt.Errorf("reading referrer_artifact_types: %v", d)
 	}
+	tagged, manifests := uniqueValues(images), r.sourceManifests(ctx, m)
+	if !mirror.MayHaveReferrers(manifests, mirror.Subjects(tagged, known)) {
+		// Nothing but the subjects: no referrer, and no ECR registry login.
+		return mirror.Referrers{BySubject: map[string][]string{}, Platforms: known}, nil
+	}
 	source, err := r.sourceReference(ctx, m)
 	if err != nil {
 		return mirror.Referrers{}, err
 	}
-	return r.data.engine.SourceReferrers(ctx, source, uniqueValues(images), mirror.ReferrerQuery{ArtifactTypes: artifactTypes, Platforms: known})
+	return r.data.engine.SourceReferrers(ctx, source, tagged, mirror.ReferrerQuery{
+		ArtifactTypes: artifactTypes, Platforms: known, Manifests: manifests,
+	})
+}
+
+// sourceManifests is every manifest of the source repository, from the
+// plan's ECR listing (no further call once the repository was listed), or
+// nil when ECR cannot tell.
+func (r *mirroredImageResource) sourceManifests(ctx context.Context, m mirroredImageModel) []string {
+	digests, err := r.data.ecr.Digests(ctx, m.SourceRegistryID.ValueString(), m.SourceRepository.ValueString())
+	if err != nil {
+		return nil
+	}
+	return digests
 }
 
 // sourceReference is the full ECR reference of the source repository.
