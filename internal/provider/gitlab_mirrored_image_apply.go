@@ -21,13 +21,15 @@ import (
 // GitLab digest. gitlabRead is false when it stopped before reading GitLab's
 // tags, and m then says nothing about GitLab.
 func (r *mirroredImageResource) mirrorImages(ctx context.Context, m *mirroredImageModel, copied copiedDigests, diags *diag.Diagnostics) (_ copiedDigests, gitlabRead bool) {
-	if r.data.gitlabErr != "" {
-		diags.AddError("GitLab Token Missing", r.data.gitlabErr)
+	if !r.data.gitlabUsable(diags) {
 		return copied, false
 	}
 	m.ID = types.StringValue(mirroredImageID(*m))
 	want, referrers, ok := r.plannedContent(ctx, m, diags)
-	if !ok || !r.resolveTarget(ctx, m, diags) {
+	if !ok {
+		return copied, false
+	}
+	if r.lookUpProject(ctx, m, missingIsError, diags); diags.HasError() {
 		return copied, false
 	}
 	target := m.TargetReference.ValueString()
@@ -90,18 +92,6 @@ func (r *mirroredImageResource) plannedContent(ctx context.Context, m *mirroredI
 		diags.Append(m.Referrers.ElementsAs(ctx, &referrers, false)...)
 	}
 	return want, referrers, !diags.HasError()
-}
-
-// resolveTarget looks the project up and sets target_reference.
-func (r *mirroredImageResource) resolveTarget(ctx context.Context, m *mirroredImageModel, diags *diag.Diagnostics) bool {
-	project, err := r.data.gitlab.Project(ctx, m.GitLabProject.ValueString())
-	if err != nil {
-		diags.Append(projectDiag(m.GitLabProject.ValueString(), err, r.data.redactor))
-		return false
-	}
-	r.data.engine.AddGitLabRegistry(project.RegistryHost, project.Insecure)
-	m.TargetReference = types.StringValue(project.ImageReference(m.TargetImage.ValueString()))
-	return true
 }
 
 // needsCopy tells whether anything may have to come from ECR.

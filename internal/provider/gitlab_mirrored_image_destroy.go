@@ -59,15 +59,10 @@ func (r *mirroredImageResource) deleteCopiedTags(ctx context.Context, m mirrored
 // findImage looks up the project and the image's registry repository;
 // found is false when either is gone already.
 func (r *mirroredImageResource) findImage(ctx context.Context, m mirroredImageModel, diags *diag.Diagnostics) (gitlab.Project, int64, bool) {
-	project, err := r.data.gitlab.Project(ctx, m.GitLabProject.ValueString())
-	if errors.Is(err, gitlab.ErrNotFound) {
+	project, gone := r.lookUpProject(ctx, &m, missingIsGone, diags)
+	if gone || diags.HasError() {
 		return project, 0, false
 	}
-	if err != nil {
-		diags.Append(projectDiag(m.GitLabProject.ValueString(), err, r.data.redactor))
-		return project, 0, false
-	}
-	r.data.engine.AddGitLabRegistry(project.RegistryHost, project.Insecure)
 	repoID, err := r.data.gitlab.RepositoryID(ctx, project, m.TargetImage.ValueString())
 	if errors.Is(err, gitlab.ErrNotFound) {
 		return project, 0, false

@@ -134,7 +134,7 @@ func (r *mirroredImageResource) ImportState(ctx context.Context, req resource.Im
 	}
 	// A project that is not there fails the import by name; the refresh that
 	// follows could only report the object gone.
-	if r.data != nil && r.data.gitlabErr == "" {
+	if r.data != nil && r.data.gitlabUsable(nil) {
 		ctx = r.data.logContext(ctx)
 		if _, err := r.data.gitlab.Project(ctx, m.GitLabProject.ValueString()); err != nil {
 			resp.Diagnostics.Append(projectDiag(m.GitLabProject.ValueString(), err, r.data.redactor))

@@ -99,16 +99,10 @@ func (r *mirroredImageResource) checkDefaultTargetImage(plan, config mirroredIma
 // planTarget looks the project up (once per plan, however many resources
 // share it) and plans target_reference.
 func (r *mirroredImageResource) planTarget(ctx context.Context, plan *mirroredImageModel, _ planInput, diags *diag.Diagnostics) {
-	if plan.GitLabProject.IsUnknown() || plan.TargetImage.IsUnknown() || r.data.gitlabErr != "" {
+	if plan.GitLabProject.IsUnknown() || plan.TargetImage.IsUnknown() || !r.data.gitlabUsable(nil) {
 		return
 	}
-	project, err := r.data.gitlab.Project(ctx, plan.GitLabProject.ValueString())
-	if err != nil {
-		diags.Append(projectDiag(plan.GitLabProject.ValueString(), err, r.data.redactor))
-		return
-	}
-	r.data.engine.AddGitLabRegistry(project.RegistryHost, project.Insecure)
-	plan.TargetReference = types.StringValue(project.ImageReference(plan.TargetImage.ValueString()))
+	r.lookUpProject(ctx, plan, missingIsError, diags)
 }
 
 // planImages puts the source's tags into the plan, or checks the configured

@@ -104,16 +104,10 @@ func (r *mirroredImageResource) readReferrers(ctx context.Context, m mirroredIma
 // target_reference. It reports true when either is gone; any other failure
 // is a diagnostic.
 func (r *mirroredImageResource) lookUpTarget(ctx context.Context, m *mirroredImageModel, diags *diag.Diagnostics) bool {
-	project, err := r.data.gitlab.Project(ctx, m.GitLabProject.ValueString())
-	if errors.Is(err, gitlab.ErrNotFound) {
-		return true
+	project, gone := r.lookUpProject(ctx, m, missingIsGone, diags)
+	if gone || diags.HasError() {
+		return gone
 	}
-	if err != nil {
-		diags.Append(projectDiag(m.GitLabProject.ValueString(), err, r.data.redactor))
-		return false
-	}
-	r.data.engine.AddGitLabRegistry(project.RegistryHost, project.Insecure)
-	m.TargetReference = types.StringValue(project.ImageReference(m.TargetImage.ValueString()))
 	if project.Assumed {
 		return false // a CI job token cannot ask the API: never conclude "gone" from that
 	}

@@ -278,8 +278,7 @@ func (r *mirroredImageResource) Read(ctx context.Context, req resource.ReadReque
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if r.data.gitlabErr != "" {
-		resp.Diagnostics.AddError("GitLab Token Missing", r.data.gitlabErr)
+	if !r.data.gitlabUsable(&resp.Diagnostics) {
 		return
 	}
 	gone := r.readGitLab(ctx, &m, &resp.Diagnostics)
@@ -303,10 +302,9 @@ func (r *mirroredImageResource) Delete(ctx context.Context, req resource.DeleteR
 		tflog.Info(ctx, "keeping the images in GitLab (delete_on_destroy = false)", map[string]any{"target": m.TargetReference.ValueString()})
 		return
 	}
-	if r.data.gitlabErr != "" {
+	if !r.data.gitlabUsable(&resp.Diagnostics) {
 		// Nothing was deleted: the prior state stands, images and all
 		// (images = null would make the next refresh adopt every tag GitLab holds).
-		resp.Diagnostics.AddError("GitLab Token Missing", r.data.gitlabErr)
 		return
 	}
 	timeout, diags := m.Timeouts.Delete(ctx, defaultDeleteTimeout)
