@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	gl "gitlab.com/gitlab-org/api/client-go"
+	gl "gitlab.com/gitlab-org/api/client-go/v2"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -69,15 +69,13 @@ func New(cfg Config) (*Client, error) {
 		opts = append(opts, gl.WithUserAgent(cfg.UserAgent))
 	}
 	opts = append(opts, gl.WithCustomRetryMax(3))
-	var (
-		api *gl.Client
-		err error
-	)
+	// A personal, project or group token goes in PRIVATE-TOKEN, a CI job
+	// token in JOB-TOKEN.
+	var auth gl.AuthSource = gl.AccessTokenAuthSource{Token: cfg.Token}
 	if cfg.JobToken {
-		api, err = gl.NewJobClient(cfg.Token, opts...)
-	} else {
-		api, err = gl.NewClient(cfg.Token, opts...)
+		auth = gl.JobTokenAuthSource{Token: cfg.Token}
 	}
+	api, err := gl.NewAuthSourceClient(auth, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("building the GitLab API client: %w", err)
 	}
