@@ -46,9 +46,22 @@ variable "state_address_prefix" {
   default     = ""
 }
 
+variable "cutover_at" {
+  description = "When the clients were switched from ECR to GitLab, RFC 3339 (e.g. 2026-03-01T00:00:00Z); empty until then. Set as the CI/CD variable TF_VAR_cutover_at. From then on every plan and drift check warns about each repository ECR records a pull of after it."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.cutover_at == "" || can(timecmp(var.cutover_at, var.cutover_at))
+    error_message = "cutover_at must be an RFC 3339 timestamp such as 2026-03-01T00:00:00Z, or empty."
+  }
+}
+
 data "imagesync_ecr_repositories" "shard" {
   shard_index = var.shard_index
   shard_count = var.shard_count
+  # ECR's pull times, for the switch-off check, once there is a cut-over:
+  # one ecr:DescribeImages call per 1,000 images of a repository.
+  include_details = var.cutover_at != ""
 }
 
 locals {
@@ -61,6 +74,23 @@ resource "imagesync_gitlab_mirrored_image" "mirror" {
   source_repository = each.key
   gitlab_project    = var.gitlab_project
   images            = each.value.images
+}
+
+# Switching ECR off: a warning on every plan, and in the scheduled drift
+# check, for each migrated repository ECR recorded a pull of after the
+# cut-over. ECR records pull times with a delay of up to a day.
+locals {
+  still_pulled = {
+    for name, r in local.repositories : name => r.last_pulled_at
+    if try(timecmp(r.last_pulled_at, var.cutover_at) > 0, false)
+  }
+}
+
+check "ecr_still_pulled" {
+  assert {
+    condition     = length(local.still_pulled) == 0
+    error_message = "Still pulled from ECR after the cut-over at ${var.cutover_at}: ${join(", ", [for name, at in local.still_pulled : "${name} (last pull ${at})"])}. Move these clients to GitLab before deleting the ECR repositories."
+  }
 }
 
 output "repositories" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -49,6 +50,7 @@ func TestPipeline(t *testing.T) {
 	scenario(t, "1 merge request plans", func(t *testing.T) { mergeRequestPlans(t, repo, personal) })
 	scenario(t, "2 default branch applies", func(t *testing.T) { defaultBranchApplies(t, repo, personal) })
 	scenario(t, "3 schedule finds drift", func(t *testing.T) { scheduleFindsDrift(t, repo, personal) })
+	scenario(t, "3b switching ECR off", func(t *testing.T) { switchingECROff(t, repo, personal) })
 
 	for _, name := range []string{"svc/alpha", "svc/beta", "svc/gamma", "svc/delta"} {
 		if _, err := env.PushECRImage(t.Context(), name, "v1", localenv.ImageSpec{OwnLayerSize: 16 << 10}); err != nil {
@@ -194,6 +196,108 @@ func scheduleFindsDrift(t *testing.T, repo *Repo, vars map[string]string) {
 	res = run(t, repo, Pipeline{Source: "schedule", Variables: vars}, map[string]string{DriftJob(0, 1): "PASS"})
 	if !strings.Contains(res.Log(DriftJob(0, 1)), "No drift: every managed tag in GitLab has the digest it has in ECR.") {
 		t.Errorf("green drift log:\n%s", res.Log(DriftJob(0, 1)))
+	}
+}
+
+// switchingECROff: after the cut-over the scheduled drift check writes a
+// verification report; while nobody pulls from ECR it says every repository
+// is quiet, and after a pull of web:latest the check's warning, the
+// summary's "Still pulled from ECR" and the report name it.
+func switchingECROff(t *testing.T, repo *Repo, vars map[string]string) {
+	env := repo.runner.Env
+	// The cut-over comes after the migration's own reads of ECR.
+	time.Sleep(1100 * time.Millisecond)
+	cutover := time.Now().UTC().Truncate(time.Second)
+	time.Sleep(1100 * time.Millisecond)
+	vars = maps.Clone(vars)
+	vars["TF_VAR_cutover_at"] = cutover.Format(time.RFC3339)
+	const report = ".imagesync/imagesync-0-of-1/verification.json"
+
+	res := run(t, repo, Pipeline{Source: "schedule", Variables: vars}, map[string]string{DriftJob(0, 1): "PASS"})
+	quiet := verificationOf(t, res, report)
+	if quiet.Quiet == nil || !*quiet.Quiet || !quiet.InSync || !strings.HasPrefix(quiet.Verdict, "Every repository is quiet") {
+		t.Errorf("report before any pull: quiet %v, in sync %v, %q", quiet.Quiet, quiet.InSync, quiet.Verdict)
+	}
+	checkReportDigests(t, repo, quiet)
+	if log := res.Log(DriftJob(0, 1)); strings.Contains(log, "Still pulled from ECR") {
+		t.Errorf("a quiet drift check warns:\n%s", log)
+	}
+
+	if _, err := env.PullECRImage(t.Context(), "web", "latest"); err != nil {
+		t.Fatal(err)
+	}
+	res = run(t, repo, Pipeline{Source: "schedule", Variables: vars}, map[string]string{DriftJob(0, 1): "PASS"})
+	log := res.Log(DriftJob(0, 1))
+	if !regexp.MustCompile(`(?s)Warning: Check block assertion failed.*Still pulled from ECR after the cut-over at ` +
+		regexp.QuoteMeta(vars["TF_VAR_cutover_at"]) + `: web \(last pull 20`).MatchString(log) {
+		t.Errorf("the drift log lacks the check's warning naming web:\n%s", log)
+	}
+	summary := artifact(t, res, DriftJob(0, 1), ".imagesync/imagesync-0-of-1/summary.md")
+	if !strings.Contains(summary, "#### Still pulled from ECR") || !regexp.MustCompile("\\| `web` \\| `latest` \\| 20").MatchString(summary) {
+		t.Errorf("the drift summary does not name web:latest under Still pulled from ECR:\n%s", summary)
+	}
+	pulled := verificationOf(t, res, report)
+	if pulled.Quiet == nil || *pulled.Quiet || !strings.HasPrefix(pulled.Verdict, "Still pulled from ECR: 1 repository was pulled") {
+		t.Errorf("report after a pull: quiet %v, %q", pulled.Quiet, pulled.Verdict)
+	}
+	for _, r := range pulled.Repositories {
+		if (r.Repository == "web") != r.PulledAfterCutover {
+			t.Errorf("report: %s pulled after the cut-over = %v", r.Repository, r.PulledAfterCutover)
+		}
+	}
+}
+
+// verificationReport is the drift job's verification.json, as a team reads it.
+type verificationReport struct {
+	VerifiedAt   string `json:"verified_at"`
+	CutoverAt    string `json:"cutover_at"`
+	InSync       bool   `json:"in_sync"`
+	Quiet        *bool  `json:"quiet"`
+	Verdict      string `json:"verdict"`
+	Repositories []struct {
+		Repository         string `json:"repository"`
+		LastECRPull        string `json:"last_ecr_pull"`
+		PulledAfterCutover bool   `json:"pulled_after_cutover"`
+		Tags               []struct {
+			Tag          string   `json:"tag"`
+			ECRDigest    string   `json:"ecr_digest"`
+			GitLabDigest string   `json:"gitlab_digest"`
+			Referrers    []string `json:"referrers"`
+		} `json:"tags"`
+	} `json:"repositories"`
+}
+
+func verificationOf(t *testing.T, res Result, path string) verificationReport {
+	t.Helper()
+	var r verificationReport
+	if err := json.Unmarshal([]byte(artifact(t, res, DriftJob(0, 1), path)), &r); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return r
+}
+
+// checkReportDigests holds the report to moto's and skopeo's digests: every
+// repository and tag, in both registries.
+func checkReportDigests(t *testing.T, repo *Repo, r verificationReport) {
+	t.Helper()
+	want := ecrImages(t, repo.runner.Env)
+	got := map[string]map[string]string{}
+	signed := false
+	for _, rr := range r.Repositories {
+		got[rr.Repository] = map[string]string{}
+		for _, tag := range rr.Tags {
+			got[rr.Repository][tag.Tag] = tag.ECRDigest
+			if gl, _ := gitlabDigest(t, repo, rr.Repository, tag.Tag); gl != tag.GitLabDigest {
+				t.Errorf("report: %s:%s GitLab digest %s, skopeo reads %s", rr.Repository, tag.Tag, tag.GitLabDigest, gl)
+			}
+			signed = signed || (rr.Repository == "signed/app" && len(tag.Referrers) > 0)
+		}
+	}
+	if !signed {
+		t.Errorf("report: no tag of signed/app lists its signature")
+	}
+	if !equalImages(got, want) {
+		t.Errorf("report's ECR digests %v, moto's %v", got, want)
 	}
 }
 

@@ -8,6 +8,7 @@
 //	terraform show -json plan.tfplan > plan.show.json
 //	plansummary -show plan.show.json -log plan.log.jsonl \
 //	    -report plan.json -markdown summary.md [-title T] [-drift] [-note]
+//	    [-verification verification.json]
 //	plansummary -diagnostics -log plan.log.jsonl
 //
 // The overwrite warnings exist only in the plan's diagnostics, not in the
@@ -15,18 +16,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 )
 
 type options struct {
 	show, log, report, markdown, title string
+	verification                       string
 	drift, note, diagnostics           bool
+	pricePerGB                         float64
 }
 
 func main() {
@@ -35,6 +40,9 @@ func main() {
 	flag.StringVar(&o.log, "log", "", "`file` with the output of terraform plan -json, for the overwrite warnings")
 	flag.StringVar(&o.report, "report", "", "write the merge request widget's JSON to `file`")
 	flag.StringVar(&o.markdown, "markdown", "", "write the Markdown summary to `file`")
+	flag.StringVar(&o.verification, "verification", "", "write the verification report (JSON: every repository and tag, both digests, referrers, last ECR pull) to `file`")
+	flag.Float64Var(&o.pricePerGB, "price-per-gb", envFloat("IMAGESYNC_ECR_PRICE_PER_GB"),
+		"the team's price of ECR data transfer per GB (10^9 bytes), to show the apply's cost; default $IMAGESYNC_ECR_PRICE_PER_GB")
 	flag.StringVar(&o.title, "title", "", "heading of the summary, e.g. the shard and state name")
 	flag.BoolVar(&o.drift, "drift", false, "print the drift verdict instead of the plan's headline")
 	flag.BoolVar(&o.diagnostics, "diagnostics", false, "only print the errors and warnings of the -log, for a plan that failed")
@@ -67,6 +75,11 @@ func run(o options, stdout io.Writer) error {
 			return err
 		}
 	}
+	if o.verification != "" {
+		if err := writeVerification(o.verification, verification(s.Evidence)); err != nil {
+			return err
+		}
+	}
 	md := s.markdown()
 	if o.markdown != "" {
 		if err := os.WriteFile(o.markdown, []byte(md), 0o600); err != nil {
@@ -91,14 +104,21 @@ func run(o options, stdout io.Writer) error {
 }
 
 func summarize(o options) (summary, error) {
-	s := summary{Title: o.title}
+	s := summary{Title: o.title, PricePerGB: o.pricePerGB}
 	in, err := open(o.show)
 	if err != nil {
 		return s, err
 	}
 	defer func() { _ = in.Close() }()
-	p, err := readPlan(in)
+	raw, err := io.ReadAll(in)
 	if err != nil {
+		return s, err
+	}
+	p, err := readPlan(bytes.NewReader(raw))
+	if err != nil {
+		return s, err
+	}
+	if s.Evidence, err = readEvidence(raw, p); err != nil {
 		return s, err
 	}
 	s.Widget = widgetCounts(p)
@@ -145,4 +165,10 @@ func open(name string) (io.ReadCloser, error) {
 
 func writeJSON(name string, w widget) error {
 	return os.WriteFile(name, fmt.Appendf(nil, `{"create": %d, "update": %d, "delete": %d}`+"\n", w.Create, w.Update, w.Delete), 0o600)
+}
+
+// envFloat is the number in an environment variable, 0 when unset or not a number.
+func envFloat(name string) float64 {
+	f, _ := strconv.ParseFloat(os.Getenv(name), 64)
+	return f
 }

@@ -3,15 +3,21 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // summary is what one plan changes, ready to print.
 type summary struct {
-	Title   string // e.g. "shard 2 of 8 (state imagesync-2-of-8)"
-	Widget  widget
-	Changes []repoChange
-	Imports []string    // repositories imported with nothing else to do
-	Loose   []overwrite // overwrite warnings that match no planned change
+	Title string // e.g. "shard 2 of 8 (state imagesync-2-of-8)"
+	// PricePerGB is the team's price of ECR data transfer per GB, 0 if unset.
+	PricePerGB float64
+	Widget     widget
+	Changes    []repoChange
+	Imports    []string    // repositories imported with nothing else to do
+	Loose      []overwrite // overwrite warnings that match no planned change
+	// Evidence is what the plan tells about switching ECR off: pull times
+	// after the cut-over, both digests of every tag.
+	Evidence evidence
 }
 
 // counts are the summary's totals.
@@ -137,8 +143,10 @@ func (s summary) markdown() string {
 			writeRows(&b, r)
 		}
 		writeOverwrites(&b, s)
+		writeEgress(&b, s.Changes, s.PricePerGB)
 		b.WriteString("\nDigests are shortened to 12 hex digits; the job log has them in full.\n")
 	}
+	writeStillPulled(&b, s.Evidence)
 	fmt.Fprintf(&b, "\nMerge request widget: %d to add, %d to change, %d to destroy.\n", s.Widget.Create, s.Widget.Update, s.Widget.Delete)
 	return b.String()
 }
@@ -203,4 +211,23 @@ func noun(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// writeStillPulled lists the migrated repositories ECR recorded a pull of
+// after the cut-over: something still reads them from ECR.
+func writeStillPulled(b *strings.Builder, ev evidence) {
+	pulled := ev.stillPulled()
+	if len(pulled) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n#### Still pulled from ECR\n\nECR recorded these pulls after the cut-over (%s); ECR records pull times "+
+		"with a delay of up to a day. Move their clients to GitLab before deleting the ECR repositories.\n\n"+
+		"| repository | tag | last pull |\n| --- | --- | --- |\n", ev.CutoverAt.UTC().Format(time.RFC3339))
+	for _, p := range pulled {
+		tag := "(an image no listed tag names)"
+		if p.Tag != "" {
+			tag = "`" + p.Tag + "`"
+		}
+		fmt.Fprintf(b, "| `%s` | %s | %s |\n", p.Repository, tag, p.LastPull)
+	}
 }

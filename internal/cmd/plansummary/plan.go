@@ -38,6 +38,7 @@ type mirroredImage struct {
 	TargetReference  string            `json:"target_reference"`
 	Images           map[string]string `json:"images"`
 	DeleteOnDestroy  bool              `json:"delete_on_destroy"`
+	CopyBytes        *int64            `json:"copy_bytes"`
 }
 
 // Kinds of tag change.
@@ -61,8 +62,11 @@ type repoChange struct {
 	Target     string // target_reference, when known
 	Action     string // create, update, delete, replace
 	Tags       []tagChange
-	Imported   bool        // the plan imports it into this state
-	TagsLater  bool        // images known only at apply
+	Imported   bool // the plan imports it into this state
+	TagsLater  bool // images known only at apply
+	// CopyBytes is the most the apply reads from ECR for this repository,
+	// nil when the plan does not know it.
+	CopyBytes  *int64
 	Overwrites []overwrite // tags GitLab holds at another digest, from the warnings
 }
 
@@ -171,6 +175,9 @@ func describe(rc resourceChange, action string) (repoChange, error) {
 	c.Target = firstOf(after.TargetReference, before.TargetReference)
 	c.TagsLater = imagesUnknown(rc.Change.AfterUnknown)
 	c.Tags = tagChanges(action, before, after, c.TagsLater)
+	if copies(c.Tags) {
+		c.CopyBytes = after.CopyBytes
+	}
 	return c, nil
 }
 
@@ -228,4 +235,14 @@ func firstOf(values ...string) string {
 		}
 	}
 	return ""
+}
+
+// copies tells whether a change copies anything from ECR.
+func copies(tags []tagChange) bool {
+	for _, t := range tags {
+		if t.Kind == tagAdded || t.Kind == tagChanged {
+			return true
+		}
+	}
+	return false
 }

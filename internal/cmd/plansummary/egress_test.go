@@ -1,0 +1,46 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestWriteEgress(t *testing.T) {
+	size := func(n int64) *int64 { return &n }
+	changes := []repoChange{
+		{Repository: "team/api", Tags: []tagChange{{Tag: "v1", Kind: tagAdded}}, CopyBytes: size(1_500_000_000)},
+		{Repository: "web", Tags: []tagChange{{Tag: "latest", Kind: tagChanged}, {Tag: "v0", Kind: tagUnmanaged}}, CopyBytes: size(2_345)},
+		{Repository: "old", Tags: []tagChange{{Tag: "v0", Kind: tagUnmanaged}}}, // copies nothing
+		{Repository: "later", TagsLater: true},
+	}
+	var b strings.Builder
+	writeEgress(&b, changes, 0.09)
+	for _, want := range []string{
+		"The apply reads at most **1.5 GB** from ECR plus what 1 repository holds whose size the plan could not read",
+		"At 0.09 per GB of ECR data transfer, that is at most **0.14**.",
+		"| `team/api` | 1500000000 (1.5 GB) |",
+		"| `web` | 2345 (2.3 kB) |",
+		"| `later` | unknown |",
+		"| total | 1500002345 (1.5 GB) |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("egress lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "`old`") {
+		t.Errorf("a repository that copies nothing is listed:\n%s", b.String())
+	}
+	var none strings.Builder
+	writeEgress(&none, changes[2:3], 0)
+	if none.Len() != 0 {
+		t.Errorf("a plan that copies nothing: %q", none.String())
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 52_428_800: "52.4 MB", 3_000_000_000_000: "3.0 TB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
