@@ -7,6 +7,9 @@
 //	go run ./internal/cmd/localenv push -dir .localenv -repo web -tag latest [-oci] [-platforms N] [-size BYTES]
 //	    push a new random image to a running environment's ECR repo:tag and
 //	    print its digest
+//	go run ./internal/cmd/localenv pull -dir .localenv -repo web -tag latest
+//	    pull repo:tag from a running environment's ECR as a client would, so
+//	    that ECR records the pull (DescribeImages' lastRecordedPullTime)
 //	go run ./internal/cmd/localenv demo
 //	    the README's demo: start, terraform init/plan/apply on examples/demo,
 //	    an empty rerun, one tag moved in ECR and its plan; then stop
@@ -30,6 +33,13 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "demo" {
 		if err := demo(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "demo:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "pull" {
+		if err := pull(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "localenv pull:", err)
 			os.Exit(1)
 		}
 		return
@@ -131,12 +141,8 @@ func push(args []string) error {
 	size := fs.Int64("size", 64<<10, "size of the image's own random layer in bytes")
 	_ = fs.Parse(args)
 
-	b, err := os.ReadFile(filepath.Join(*dir, "state.json"))
+	st, err := readState(*dir)
 	if err != nil {
-		return fmt.Errorf("reading state (is `go run ./internal/cmd/localenv` running?): %w", err)
-	}
-	var st localenv.State
-	if err := json.Unmarshal(b, &st); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -149,4 +155,36 @@ func push(args []string) error {
 	}
 	fmt.Println(img.Digest)
 	return nil
+}
+
+// pull reads repo:tag from the running environment's ECR as a client that
+// still uses ECR would, so that ECR records the pull.
+func pull(args []string) error {
+	fs := flag.NewFlagSet("pull", flag.ExitOnError)
+	dir := fs.String("dir", ".localenv", "directory with state.json of a running environment")
+	repo := fs.String("repo", "web", "ECR repository")
+	tag := fs.String("tag", "latest", "tag to pull")
+	_ = fs.Parse(args)
+	st, err := readState(*dir)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dig, err := localenv.Connect(st).PullECRImage(ctx, *repo, *tag)
+	if err != nil {
+		return err
+	}
+	fmt.Println(dig)
+	return nil
+}
+
+// readState reads the state.json a running environment wrote into dir.
+func readState(dir string) (localenv.State, error) {
+	var st localenv.State
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return st, fmt.Errorf("reading state (is `go run ./internal/cmd/localenv` running?): %w", err)
+	}
+	return st, json.Unmarshal(b, &st)
 }

@@ -45,7 +45,11 @@ func writeEgress(b *strings.Builder, changes []repoChange, pricePerGB float64) {
 	b.WriteString(" (manifests, configs and layers of the digests it copies, a layer shared by several images counted " +
 		"once per repository; less where GitLab holds a layer already or mounts it from another repository).")
 	if pricePerGB > 0 {
-		fmt.Fprintf(b, " At %g per GB of ECR data transfer, that is at most **%.2f**.", pricePerGB, float64(e.Total)/1e9*pricePerGB)
+		cost := fmt.Sprintf("%.2f", float64(e.Total)/1e9*pricePerGB)
+		if cost == "0.00" {
+			cost = "less than 0.01"
+		}
+		fmt.Fprintf(b, " At %g per GB of ECR data transfer, that is at most **%s**.", pricePerGB, cost)
 	}
 	b.WriteString("\n\n| repository | bytes at most |\n| --- | ---: |\n")
 	for _, r := range e.Repos {

@@ -30,6 +30,11 @@ func TestWriteEgress(t *testing.T) {
 	if strings.Contains(b.String(), "`old`") {
 		t.Errorf("a repository that copies nothing is listed:\n%s", b.String())
 	}
+	var cheap strings.Builder
+	writeEgress(&cheap, changes[1:2], 0.09)
+	if !strings.Contains(cheap.String(), "that is at most **less than 0.01**.") {
+		t.Errorf("a cost below a cent:\n%s", cheap.String())
+	}
 	var none strings.Builder
 	writeEgress(&none, changes[2:3], 0)
 	if none.Len() != 0 {

@@ -63,7 +63,7 @@ func verification(ev evidence) verificationReport {
 		}
 		for _, tag := range slices.Sorted(maps.Keys(mergeKeys(planned, m.Images))) {
 			t := verifiedTag{Tag: tag, ECRDigest: planned[tag], GitLabDigest: m.Images[tag],
-				Referrers: m.Referrers[m.Images[tag]], LastECRPull: listed.ImageDetails[tag].LastPulledAt}
+				Referrers: append([]string{}, m.Referrers[m.Images[tag]]...), LastECRPull: listed.ImageDetails[tag].LastPulledAt}
 			if ev.Unknown[m.Address] {
 				t.ECRDigest = "(not read: ECR did not answer at plan)"
 			}
