@@ -32,7 +32,7 @@ type fakeAPI struct {
 	missing map[string]bool
 	// slowList, if set, delays the ListImages answer of every other repository.
 	slowList func(ctx context.Context)
-	descErr error
+	descErr  error
 	// details maps repository name -> what DescribeImages answers.
 	details map[string][]types.ImageDetail
 
