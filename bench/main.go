@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv/wan"
 )
 
 type options struct {
@@ -36,6 +37,7 @@ type options struct {
 	out                     string
 	tools                   string
 	verbose                 bool
+	wan                     wan.Profile
 
 	// Layer sizes, set from -small.
 	baseLayerSize, ownLayerSize, bigLayerSize int64
@@ -57,7 +59,13 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/results/latest.md", "markdown report file; each mode (W, -scale, -small) replaces only its own section")
 	flag.StringVar(&o.tools, "tools", "provider,provider-noref,skopeo,skopeo-8,regsync,regsync-8,crane,crane-8", "comma-separated tools to run")
 	flag.BoolVar(&o.verbose, "v", false, "print the tools' output")
+	wanFlag := flag.String("wan", "off", "WAN profile in front of every endpoint for the tools' runs: a name (same-region, cross-region, gitlab-com) or ROUNDTRIP,RATE[,HOSTRATE] such as 40ms,200Mbit; its own report section")
 	flag.Parse()
+	var err error
+	if o.wan, err = wan.Parse(*wanFlag); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 
 	o.baseLayerSize, o.ownLayerSize, o.bigLayerSize = 15<<20, 3<<20, 1<<30
 	if o.small {
@@ -83,7 +91,7 @@ func main() {
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
+	err = run(ctx, o)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -167,6 +175,7 @@ func (b *bench) main(ctx context.Context) error {
 	b.w, b.seeding = w, time.Since(t0)
 	logf("workload ready in %s: %d repositories, %d tags, %d distinct images, %s unique",
 		b.seeding.Round(time.Second), len(w.repos), w.tagCount(), len(w.images), mb(w.unique))
+	b.enterWAN()
 
 	selected := map[string]bool{}
 	for _, t := range splitList(b.o.tools) {
@@ -244,9 +253,9 @@ func (b *bench) mode() string {
 	case b.o.scale:
 		return "scale"
 	case b.o.small:
-		return "small"
+		return "small" + b.wanSuffix()
 	}
-	return "peers"
+	return "peers" + b.wanSuffix()
 }
 
 func machine() string {

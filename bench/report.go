@@ -82,12 +82,20 @@ func (b *bench) report() string {
 	var sb strings.Builder
 	w := b.w
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	flags := "make bench"
+	var benchFlags []string
 	if b.o.small {
-		flags = "make bench BENCH_FLAGS=-small"
+		benchFlags = append(benchFlags, "-small")
+	}
+	if b.wanOn() {
+		benchFlags = append(benchFlags, "-wan "+b.o.wan.String())
+	}
+	flags := "make bench"
+	if len(benchFlags) > 0 {
+		flags += " BENCH_FLAGS='" + strings.Join(benchFlags, " ") + "'"
 	}
 	p("## Peers on W (`%s`), %s\n\n", flags, time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	b.header(p)
+	b.wanTable(p)
 	p("Workload W: %d repositories x %d tags = %d tags, %d distinct images (2 per repository, every 4th a 2-platform index), "+
 		"base %d x %s shared by all, own layer %s per platform; unique bytes %s; pushed to the local ECR in %s. "+
 		"%d cold run(s) per tool, interleaved, median reported; each run copies into a fresh GitLab project, then reruns on "+
@@ -104,7 +112,7 @@ func (b *bench) report() string {
 	b.apiTable(p, "the provider with `copy_referrers = false`", b.result("provider-noref"), len(w.repos), w.tagCount())
 	b.extras(p)
 	p("\n### Targets (issue 9)\n\n")
-	for _, t := range b.targets() {
+	for _, t := range append(b.targets(), b.wanTargets()...) {
 		p("%s\n", t)
 	}
 	b.failures(p)

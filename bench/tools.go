@@ -163,13 +163,15 @@ type runSteps struct {
 }
 
 type toolResult struct {
-	tool         string
-	label        string
-	cold, rerun  []sample
-	coldSteps    [][]sample // per run, per cold step
-	check        []sample
-	checkCommand string
-	errs         []string
+	tool        string
+	label       string
+	cold, rerun []sample
+	// rerunLoopback is the rerun once more with the WAN lifted (-wan only).
+	rerunLoopback []sample
+	coldSteps     [][]sample // per run, per cold step
+	check         []sample
+	checkCommand  string
+	errs          []string
 }
 
 // toolRunner prepares a run (untimed) into a fresh project.
@@ -262,6 +264,7 @@ func (b *bench) runTool(ctx context.Context, r toolRunner, run int, res *toolRes
 	}
 	res.rerun = append(res.rerun, rs)
 	logf("%-9s run %d rerun: %6.2fs  ECR %s  %d ECR + %d GitLab requests", r.name, run, rs.secs, mb(rs.ecrBytes), rs.ecrReqs, rs.glReqs)
+	b.loopbackRerun(ctx, r, steps.rerun, res)
 	if steps.check != nil {
 		cs, err := b.measure(ctx, steps.check.run)
 		if err != nil {

@@ -43,6 +43,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv/wan"
 )
 
 const (
@@ -57,6 +58,9 @@ type Options struct {
 	GitLabTokenTTL time.Duration                    // default 300s
 	Seed           bool                             // run SeedSamples during Start
 	Logf           func(format string, args ...any) // optional progress lines
+	// WAN is the network between the clients and every endpoint: a round
+	// trip and a rate per connection (see package wan); zero is loopback.
+	WAN wan.Profile
 }
 
 // Env is a running (or, via Connect, reconnected) local environment.
@@ -80,6 +84,7 @@ type Env struct {
 	WorkDir                                string
 
 	logf      func(format string, args ...any)
+	wan       *wan.Shaper // every endpoint's listener goes through it
 	procs     []*proc
 	ecrTokens *ecrTokens
 	ecrPulls  *ecrPulls
@@ -192,6 +197,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		WorkDir:         dir,
 		logf:            logf,
 		ecrTokens:       newECRTokens(),
+		wan:             wan.NewShaper(opts.WAN),
 		ecrPulls:        newECRPulls(),
 	}
 	defer func() {

@@ -25,7 +25,11 @@ func NewShaper(p Profile) *Shaper {
 }
 
 // Set changes the profile of connections accepted from now on.
-func (s *Shaper) Set(p Profile) { s.profile.Store(&p) }
+func (s *Shaper) Set(p Profile) {
+	if s != nil {
+		s.profile.Store(&p)
+	}
+}
 
 // Profile is the profile new connections get.
 func (s *Shaper) Profile() Profile {
