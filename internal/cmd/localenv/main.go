@@ -1,9 +1,9 @@
 // Command localenv runs the local ECR + GitLab stand-ins (see package
 // internal/localenv) for the demo and manual testing.
 //
-//	go run ./internal/cmd/localenv [-dir .localenv] [-seed=true]
+//	go run ./internal/cmd/localenv [-dir .localenv] [-seed=true] [-wan 40ms,200Mbit]
 //	    start everything, write <dir>/env, <dir>/provider.tf, <dir>/state.json,
-//	    run until SIGINT/SIGTERM
+//	    run until SIGINT/SIGTERM; -wan puts a WAN in front of every endpoint
 //	go run ./internal/cmd/localenv push -dir .localenv -repo web -tag latest [-oci] [-platforms N] [-size BYTES]
 //	    push a new random image to a running environment's ECR repo:tag and
 //	    print its digest
@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv/wan"
 )
 
 func main() {
@@ -62,7 +63,12 @@ func run(args []string) error {
 	dir := fs.String("dir", ".localenv", "directory for env, provider.tf and state.json")
 	seed := fs.Bool("seed", true, "push the sample images to ECR")
 	ttl := fs.Duration("token-ttl", 300*time.Second, "GitLab registry token lifetime")
+	wanFlag := fs.String("wan", "off", "WAN profile in front of every endpoint: same-region, cross-region, gitlab-com, or ROUNDTRIP,RATE[,HOSTRATE] such as 40ms,200Mbit (the sample images are pushed before, at loopback speed)")
 	_ = fs.Parse(args)
+	profile, err := wan.Parse(*wanFlag)
+	if err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -75,6 +81,7 @@ func run(args []string) error {
 		return err
 	}
 	defer env.Close()
+	env.SetWAN(profile)
 
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
 		return err
@@ -117,10 +124,11 @@ local environment ready
   read-only AWS key     %s
   admin AWS key         %s
   work dir              %s
+  network               WAN profile %s
 files: %s/env (source it: it also sets TF_CLI_CONFIG_FILE to run this checkout's provider), %s/provider.tf, %s/state.json
 `, env.ECRAPIEndpoint, env.Region, env.AccountID, env.ECRRegistryEndpoint, env.ECRRegistryName, env.S3.URL,
 		env.GitLabURL, env.GitLabToken, env.GitLabRegistryURL, env.AccessKeyID, env.AdminAccessKeyID, env.WorkDir,
-		*dir, *dir, *dir)
+		env.WAN(), *dir, *dir, *dir)
 	for _, img := range env.Seeded {
 		fmt.Printf("  seeded %-12s %-8s %s %s\n", img.Repository, img.Tag, img.Digest, img.MediaType)
 	}
