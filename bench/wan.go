@@ -109,10 +109,13 @@ func (b *bench) wanTargets() []target {
 		return out
 	}
 	plan := median(secsOf(prov.rerun))
-	if r := b.result("regsync"); r != nil && len(r.check) > 0 {
-		check := median(secsOf(r.check))
-		out = append(out, target{"No-op plan at most 0.1x `regsync check` under the WAN profile",
-			fmt.Sprintf("%.2fs / %.2fs = %.2fx", plan, check, plan/check), plan <= 0.1*check})
+	for _, r := range b.results {
+		if len(r.check) > 0 {
+			check := median(secsOf(r.check))
+			out = append(out, target{"No-op plan at most 0.1x `regsync check` under the WAN profile",
+				fmt.Sprintf("%.2fs / %.2fs (%s) = %.2fx", plan, check, r.tool, plan/check), plan <= 0.1*check})
+			break
+		}
 	}
 	if len(prov.rerunLoopback) > 0 {
 		loop := median(secsOf(prov.rerunLoopback))

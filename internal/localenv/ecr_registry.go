@@ -225,7 +225,7 @@ func (e *Env) startECRProxy(backend string) error {
 	if err != nil {
 		return err
 	}
-	if e.S3, err = newS3(e.Region, e.AccountID, u, e.ECRPassword); err != nil {
+	if e.S3, err = newS3(e.Region, e.AccountID, u, e.ECRPassword, e.wan); err != nil {
 		return err
 	}
 	e.ecr = &ecrRegistry{
@@ -233,7 +233,7 @@ func (e *Env) startECRProxy(backend string) error {
 		tokens: e.ecrTokens, pulls: e.ecrPulls, s3: e.S3, backend: u,
 		client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}},
 	}
-	if e.ECRProxy, err = newGuardedProxy(backend, e.ecr.serve); err != nil {
+	if e.ECRProxy, err = newGuardedProxy(backend, e.ecr.serve, e.wan); err != nil {
 		return err
 	}
 	e.ECRProxy.rp.ModifyResponse = func(resp *http.Response) error {

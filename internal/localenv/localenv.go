@@ -78,6 +78,7 @@ type Env struct {
 	GitLabRegistryURL                      string // "http://" + GitLabRegistryHost
 	GitLab                                 *fakegitlab.GitLab
 	ECRProxy, GitLabProxy                  *Proxy
+	GitLabAPIProxy                         *Proxy // in front of the fake GitLab API
 	ECRAPIProxy                            *Proxy // in front of moto; also turns its XML auth errors into ECR's JSON ones and issues ECR's registry tokens
 	S3                                     *S3    // where the ECR registry redirects layer downloads
 	Seeded                                 []Image
@@ -230,6 +231,12 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	e.GitLab = gl
+	// Clients reach the fake through a proxy, which the WAN profile shapes;
+	// the fake hands out the proxy's URL (web URLs, the token realm).
+	if e.GitLabAPIProxy, err = newGuardedProxy(gl.URL, nil, e.wan); err != nil {
+		return nil, err
+	}
+	gl.URL = e.GitLabAPIProxy.URL
 	e.GitLabURL = gl.URL
 	e.GitLabToken = gl.Token()
 	glPort, err := freePort()
@@ -240,7 +247,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.GitLabProxy, err = newGuardedProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort), gl.ServeRegistryRules)
+	e.GitLabProxy, err = newGuardedProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort), gl.ServeRegistryRules, e.wan)
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +290,9 @@ func (e *Env) Close() error {
 		}
 		if e.GitLabProxy != nil {
 			errs = append(errs, e.GitLabProxy.Close())
+		}
+		if e.GitLabAPIProxy != nil {
+			errs = append(errs, e.GitLabAPIProxy.Close())
 		}
 		if e.GitLab != nil {
 			errs = append(errs, e.GitLab.Close())

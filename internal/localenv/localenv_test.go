@@ -21,6 +21,7 @@ import (
 	"github.com/regclient/regclient/types/manifest"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/fakegitlab"
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv/wan"
 )
 
 func TestLocalEnv(t *testing.T) {
@@ -127,6 +128,30 @@ func TestLocalEnv(t *testing.T) {
 		for _, img := range env.Seeded {
 			if img.Repository == "signed/app" && !untagged("signed/app")[img.ReferrerDigest] {
 				t.Errorf("the referrer %s of signed/app is not listed untagged in ECR", img.ReferrerDigest)
+			}
+		}
+	})
+
+	// SetWAN puts every endpoint behind the profile: a request on a new
+	// connection takes at least two round trips (TCP's handshake, then the
+	// request itself).
+	t.Run("WANInFrontOfEveryEndpoint", func(t *testing.T) {
+		const rtt = 300 * time.Millisecond
+		env.SetWAN(wan.Profile{RoundTrip: rtt})
+		defer env.SetWAN(wan.Profile{})
+		for name, u := range map[string]string{
+			"ECR API": env.ECRAPIEndpoint, "ECR registry": env.ECRRegistryEndpoint, "S3": env.S3.URL,
+			"GitLab API": env.GitLabURL, "GitLab registry": env.GitLabRegistryURL,
+		} {
+			client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+			t0 := time.Now()
+			resp, err := client.Get(u + "/")
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			resp.Body.Close()
+			if took := time.Since(t0); took < 2*rtt {
+				t.Errorf("%s answered a new connection in %s, want at least two round trips of %s", name, took, rtt)
 			}
 		}
 	})

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv/wan"
 )
 
 // FaultFunc decides per request whether the proxy answers by itself with
@@ -113,10 +115,11 @@ type Proxy struct {
 }
 
 // NewProxy starts a proxy on a free 127.0.0.1 port forwarding to target.
-func NewProxy(target string) (*Proxy, error) { return newGuardedProxy(target, nil) }
+func NewProxy(target string) (*Proxy, error) { return newGuardedProxy(target, nil, nil) }
 
-// newGuardedProxy is NewProxy with a guard, set before the first request.
-func newGuardedProxy(target string, guard guardFunc) (*Proxy, error) {
+// newGuardedProxy is NewProxy with a guard, set before the first request,
+// and its clients' connections behind network (nil: loopback).
+func newGuardedProxy(target string, guard guardFunc, network *wan.Shaper) (*Proxy, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, err
@@ -125,6 +128,7 @@ func newGuardedProxy(target string, guard guardFunc) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	l = network.Listen(l)
 	p := &Proxy{Host: l.Addr().String(), backend: u, guard: guard}
 	p.URL = "http://" + p.Host
 	p.rp = &httputil.ReverseProxy{

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/localenv/wan"
 )
 
 // S3Fault is what the S3 stand-in does with one valid download.
@@ -67,11 +69,12 @@ type S3 struct {
 
 type s3Object struct{ repo, digest string }
 
-func newS3(region, account string, registry *url.URL, password string) (*S3, error) {
+func newS3(region, account string, registry *url.URL, password string, network *wan.Shaper) (*S3, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
+	l = network.Listen(l)
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	s := &S3{
 		URL:    "http://localhost:" + port,
