@@ -3,6 +3,9 @@
 # the variables below (TF_VAR_*) and the state backend (TF_HTTP_*): one
 # GitLab-managed Terraform state per shard, named like imagesync-2-of-8.
 terraform {
+  # import blocks with for_each: Terraform 1.7, OpenTofu 1.7.
+  required_version = ">= 1.7.0"
+
   required_providers {
     imagesync = {
       source = "imagesync/imagesync"

@@ -3,13 +3,13 @@
 // state file byte for byte after a refused plan, import by ID from the
 // command line, interrupt or kill terraform in the middle of an apply, or
 // restart a registry under it. The provider is built from this checkout and
-// run through a dev_overrides CLI configuration.
+// run through a dev_overrides CLI configuration, by terraform from PATH or the
+// Terraform or OpenTofu binary TF_ACC_TERRAFORM_PATH names.
 package acceptance
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,7 +23,8 @@ import (
 
 var (
 	env       *localenv.Env
-	cliConfig string // TF_CLI_CONFIG_FILE running the fresh build
+	cliConfig string       // TF_CLI_CONFIG_FILE running the fresh build
+	cli       localenv.CLI // the terraform or tofu the tests run
 )
 
 func TestMain(m *testing.M) {
@@ -48,6 +49,9 @@ func run(m *testing.M) (int, error) {
 	defer os.RemoveAll(work)
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
+		return 0, err
+	}
+	if cli, err = localenv.TestedCLI(ctx); err != nil {
 		return 0, err
 	}
 	if cliConfig, err = localenv.BuildProvider(ctx, root, work); err != nil {
@@ -122,9 +126,9 @@ func (w *workspace) write(hcl string) {
 	}
 }
 
-// command prepares terraform with args in the workspace.
+// command prepares terraform (or tofu) with args in the workspace.
 func (w *workspace) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "terraform", args...)
+	cmd := exec.CommandContext(ctx, cli.Path, args...)
 	cmd.Dir, cmd.Env = w.dir, w.env
 	return cmd
 }
@@ -134,15 +138,11 @@ func (w *workspace) run(args ...string) (string, int) {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	out, err := w.command(ctx, args...).CombinedOutput()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		return string(out), exit.ExitCode()
-	case err != nil:
-		w.t.Fatalf("terraform %s: %v", strings.Join(args, " "), err)
+	out, code, err := cli.Run(ctx, w.dir, w.env, args...)
+	if err != nil {
+		w.t.Fatalf("terraform %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out), 0
+	return out, code
 }
 
 // mustRun runs terraform and fails the test unless it exits with want.

@@ -40,20 +40,25 @@ type Runner struct {
 
 	root      string // the checkout
 	work      string
-	cliConfig string // TF_CLI_CONFIG_FILE running the fresh provider build
-	binDir    string // plansummary
+	cliConfig string       // TF_CLI_CONFIG_FILE running the fresh provider build
+	binDir    string       // plansummary
+	cli       localenv.CLI // the terraform or tofu the jobs run
 }
 
 // NewRunner checks for gitlab-ci-local and rsync and builds, from the
-// checkout at root, the provider and plansummary into work.
+// checkout at root, the provider and plansummary into work. The jobs run
+// terraform from PATH, or the Terraform or OpenTofu TF_ACC_TERRAFORM_PATH names.
 func NewRunner(ctx context.Context, env *localenv.Env, root, work string) (*Runner, error) {
-	for _, tool := range []string{"gitlab-ci-local", "rsync", "git", "terraform"} {
+	for _, tool := range []string{"gitlab-ci-local", "rsync", "git"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("%s not found on PATH (.ci/deps.sh installs gitlab-ci-local@%s and rsync): %w", tool, GitLabCILocalVersion, err)
 		}
 	}
 	r := &Runner{Env: env, root: root, work: work, binDir: filepath.Join(work, "bin")}
 	var err error
+	if r.cli, err = localenv.TestedCLI(ctx); err != nil {
+		return nil, err
+	}
 	if r.cliConfig, err = localenv.BuildProvider(ctx, root, work); err != nil {
 		return nil, err
 	}
@@ -259,6 +264,9 @@ func (repo *Repo) ciVariables(p Pipeline) (vars map[string]string, unset []strin
 		delete(vars, "CI_COMMIT_BRANCH")
 		unset = append(unset, "CI_COMMIT_BRANCH")
 	}
+	if r := repo.runner; r.cli.OpenTofu {
+		vars["IMAGESYNC_TERRAFORM"] = "tofu" // as the guide tells OpenTofu users
+	}
 	for k, v := range p.Variables {
 		vars[k] = v
 	}
@@ -278,7 +286,11 @@ func (r *Runner) processEnv() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "PATH="+r.binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+	path := r.binDir
+	if dir := filepath.Dir(r.cli.Path); dir != "." { // a CLI named by its path goes first on PATH
+		path += string(os.PathListSeparator) + dir
+	}
+	return append(env, "PATH="+path+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"TF_CLI_CONFIG_FILE="+r.cliConfig, "CHECKPOINT_DISABLE=1")
 }
 

@@ -4,6 +4,9 @@
 # delete_on_destroy says: the images stay in GitLab, and the new shards'
 # states manage them.
 terraform {
+  # removed blocks: Terraform 1.7; with lifecycle, OpenTofu 1.10.
+  required_version = ">= 1.7.0"
+
   required_providers {
     imagesync = {
       source = "imagesync/imagesync"

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,15 +19,25 @@ import (
 // It builds the provider, runs terraform init/plan/apply on examples/demo with
 // a dev_overrides CLI config, proves the rerun is empty, moves one tag in ECR
 // and shows the one-tag plan; then it stops everything it started.
+// -terraform tofu (`TF=tofu make demo`) runs it with OpenTofu.
 func demo(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	tfPath := fs.String("terraform", "terraform", "the terraform or tofu command (name or path)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cli, err := localenv.NewCLI(ctx, *tfPath)
+	if err != nil {
+		return err
+	}
 	root, err := os.Getwd()
 	if err != nil {
 		return err
 	}
-	if len(args) > 0 {
-		root = args[0]
+	if fs.NArg() > 0 {
+		root = fs.Arg(0)
 	}
 	example := filepath.Join(root, "examples", "demo")
 	if _, err := os.Stat(filepath.Join(example, "main.tf")); err != nil {
@@ -70,8 +81,8 @@ func demo(args []string) error {
 		environ = append(environ, k+"="+v)
 	}
 	tf := func(args ...string) (int, error) {
-		fmt.Printf("\n$ terraform %s\n", joinArgs(args))
-		cmd := exec.CommandContext(ctx, "terraform", args...)
+		fmt.Printf("\n$ %s %s\n", cli.Name(), joinArgs(args))
+		cmd := exec.CommandContext(ctx, cli.Path, args...)
 		cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = tfDir, environ, os.Stdout, os.Stderr
 		err := cmd.Run()
 		var exit *exec.ExitError
@@ -86,19 +97,19 @@ func demo(args []string) error {
 			return err
 		}
 		if code != want {
-			return fmt.Errorf("terraform %s exited %d, want %d", joinArgs(args), code, want)
+			return fmt.Errorf("%s %s exited %d, want %d", cli.Name(), joinArgs(args), code, want)
 		}
 		return nil
 	}
 
-	step("terraform init, then the migration plan: every repository, every tag and digest")
+	step(cli.Name() + " init, then the migration plan: every repository, every tag and digest")
 	if err := mustTF(0, "init", "-input=false", "-no-color"); err != nil {
 		return err
 	}
 	if err := mustTF(0, "plan", "-input=false", "-out=migration.tfplan"); err != nil {
 		return err
 	}
-	step("terraform apply: copy exactly what the plan says, registry to registry")
+	step(cli.Name() + " apply: copy exactly what the plan says, registry to registry")
 	start := time.Now()
 	if err := mustTF(0, "apply", "-input=false", "migration.tfplan"); err != nil {
 		return err

@@ -10,9 +10,10 @@
 //	go run ./internal/cmd/localenv pull -dir .localenv -repo web -tag latest
 //	    pull repo:tag from a running environment's ECR as a client would, so
 //	    that ECR records the pull (DescribeImages' lastRecordedPullTime)
-//	go run ./internal/cmd/localenv demo
+//	go run ./internal/cmd/localenv demo [-terraform tofu]
 //	    the README's demo: start, terraform init/plan/apply on examples/demo,
 //	    an empty rerun, one tag moved in ECR and its plan; then stop
+//	    (-terraform names the CLI: terraform, tofu or a path)
 package main
 
 import (
