@@ -102,6 +102,23 @@ func run(t *testing.T, repo *Repo, p Pipeline, want map[string]string) Result {
 	return res
 }
 
+// expectRanCLI checks that a job ran the CLI under test (tofu when
+// TF_ACC_TERRAFORM_PATH names OpenTofu): the job echoes its commands, and
+// init names the product.
+func expectRanCLI(t *testing.T, res Result, job string, cli localenv.CLI) {
+	t.Helper()
+	product := "Terraform"
+	if cli.OpenTofu {
+		product = "OpenTofu"
+	}
+	log := res.Log(job)
+	for _, want := range []string{"$ " + cli.Name() + " init", product + " has been successfully initialized"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("%s ran another CLI than %s: its log lacks %q\n%s", job, cli.Path, want, log)
+		}
+	}
+}
+
 func mergeRequestPlans(t *testing.T, repo *Repo, vars map[string]string) {
 	gl := repo.runner.Env.GitLab
 	// Someone pushed web:v1.0 straight to GitLab before the migration.
@@ -113,6 +130,7 @@ func mergeRequestPlans(t *testing.T, repo *Repo, vars map[string]string) {
 	// A Developer's pipeline: the state may be read, not locked or written.
 	res := run(t, repo, Pipeline{Source: "merge_request_event", MRIID: iid, Role: fakegitlab.RoleDeveloper, Variables: vars},
 		map[string]string{ValidateJob: "PASS", PlanJob(0, 1): "PASS"})
+	expectRanCLI(t, res, PlanJob(0, 1), repo.runner.cli)
 
 	want := ecrImages(t, repo.runner.Env)
 	report := widgetReport(t, res, PlanJob(0, 1))
