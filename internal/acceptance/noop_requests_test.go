@@ -16,9 +16,9 @@ import (
 func TestCutover_refreshThroughGitLabTagListing(t *testing.T) {
 	for _, served := range []bool{true, false} {
 		t.Run(fmt.Sprintf("listing served %v", served), func(t *testing.T) {
+			project, repo := fixture(t, "listing")
 			restore := env.GitLab.ServeTagsAPI(served)
 			defer restore()
-			project, repo := fixture(t, "listing")
 			v1 := push(t, repo, "v1", localenv.ImageSpec{Platforms: 2})
 			push(t, repo, "v2", localenv.ImageSpec{})
 			push(t, repo, "v3", localenv.ImageSpec{})
