@@ -183,13 +183,13 @@ func (e *Engine) client() *regclient.RegClient {
 		regclient.WithConfigHostDefault(config.Host{ReqConcurrent: int64(requestsPerHost(e.cfg)), ReqPerSec: e.cfg.RequestsPerSecond}),
 		regclient.WithConfigHost(hosts...),
 		regclient.WithRegOpts(reg.WithHTTPClient(&http.Client{Transport: e.transport})),
-		regclient.WithRetryLimit(3),
+		regclient.WithRegOpts(reg.WithRetryLimit(3)),
 		// After a failure regclient spaces every later request to that host
 		// by this delay (a Retry-After overrides it), doubled per failure in
 		// a row: the ceiling is the pace of a host that keeps failing, so it
 		// must not stall the run (at 2 s, a repository whose uploads GitLab
 		// refused took many minutes to fail).
-		regclient.WithRetryDelay(50*time.Millisecond, 250*time.Millisecond),
+		regclient.WithRegOpts(reg.WithDelay(50*time.Millisecond, 250*time.Millisecond)),
 	}
 	if e.cfg.Slog != nil {
 		opts = append(opts, regclient.WithSlog(e.cfg.Slog))

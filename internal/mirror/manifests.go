@@ -2,11 +2,13 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/types/descriptor"
+	"github.com/regclient/regclient/types/errs"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/ref"
 	"golang.org/x/sync/errgroup"
@@ -95,8 +97,11 @@ func (c *copier) copySubject(ctx context.Context, m manifest.Manifest) error {
 		return nil
 	}
 	subject, err := sj.GetSubject()
-	if err != nil || subject == nil {
-		return nil
+	if errors.Is(err, errs.ErrUnsupportedMediaType) || subject == nil && err == nil {
+		return nil // a media type without subjects (Docker's), or no subject
+	}
+	if err != nil {
+		return err
 	}
 	dig := subject.Digest.String()
 	err = call(ctx, SideGitLab, func(ctx context.Context) error { _, err := c.rc.ManifestHead(ctx, c.tgt.SetDigest(dig)); return err })

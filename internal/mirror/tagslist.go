@@ -159,11 +159,11 @@ func (e *Engine) tagsAPIServed(ctx context.Context, host string) bool {
 	v, _, _ := e.tagsAPI.flight.Do(host, func() (any, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.registryURL(host, "/gitlab/v1/"), nil)
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // a probe that fails means no listing: HEAD per tag, whose errors count
 		}
 		resp, err := e.tagsAPI.client.Do(req)
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // as above
 		}
 		discard(resp)
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {

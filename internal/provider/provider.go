@@ -43,7 +43,7 @@ const (
 	envGitLabBaseURL       = "GITLAB_BASE_URL"
 	envCIServerURL         = "CI_SERVER_URL"
 	envGitLabToken         = "GITLAB_TOKEN"
-	envCIJobToken          = "CI_JOB_TOKEN"
+	envCIJobToken          = "CI_JOB_TOKEN" //nolint:gosec // a variable's name, not a credential
 	envCIRegistry          = "CI_REGISTRY"
 	envGitLabRegistryURL   = "IMAGESYNC_GITLAB_REGISTRY_URL"
 	envECRRegistryEndpoint = "IMAGESYNC_ECR_REGISTRY_ENDPOINT"
