@@ -78,10 +78,10 @@ func writeAloneDir(dir string, w *workload) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "terraform.tfvars.json"), vars, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "terraform.tfvars.json"), vars, 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "main.tf"), []byte(terraformAloneTF), 0o644)
+	return os.WriteFile(filepath.Join(dir, "main.tf"), []byte(terraformAloneTF), 0o600)
 }
 
 // aloneReport compares each stage with Terraform alone at its size: the

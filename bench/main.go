@@ -238,7 +238,7 @@ func (b *bench) writeReport(report string) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := os.WriteFile(b.o.out, []byte(replaceSection(string(old), b.mode(), report)), 0o644); err != nil {
+	if err := os.WriteFile(b.o.out, []byte(replaceSection(string(old), b.mode(), report)), 0o600); err != nil {
 		return err
 	}
 	logf("report written to %s (section %s)", b.o.out, b.mode())

@@ -36,7 +36,7 @@ const perfHz = 99
 func (b *bench) startPerf(ctx context.Context, key string) (func() (*profile, error), error) {
 	out := filepath.Join(b.work, "perf-"+strings.ReplaceAll(key, " ", "-")+".data")
 	args := []string{"record", "-F", fmt.Sprint(perfHz), "-a", "-g", "-o", out}
-	cmd := exec.Command(b.tools.perf, args...) //nolint:gosec // the bench's own perf
+	cmd := exec.CommandContext(ctx, b.tools.perf, args...) //nolint:gosec // the bench's own perf
 	var stderr tailBuffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Start(); err != nil {
@@ -45,8 +45,11 @@ func (b *bench) startPerf(ctx context.Context, key string) (func() (*profile, er
 	t0 := time.Now()
 	return func() (*profile, error) {
 		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		done := make(chan struct{})
+		go func() {
+			_ = cmd.Wait() // perf ends on the interrupt with a status of its own
+			close(done)
+		}()
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):

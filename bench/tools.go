@@ -49,7 +49,7 @@ func setupTools(ctx context.Context, root, work string) (*tools, error) {
 		}
 		logf("  apt-get install skopeo")
 		if out, err := exec.CommandContext(ctx, "apt-get", "install", "-y", "-qq", "skopeo").CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("apt-get install skopeo: %v\n%s", err, out)
+			return nil, fmt.Errorf("apt-get install skopeo: %w\n%s", err, out)
 		}
 		if t.skopeo, err = exec.LookPath("skopeo"); err != nil {
 			return nil, err
@@ -67,7 +67,7 @@ func setupTools(ctx context.Context, root, work string) (*tools, error) {
 		cmd.Env = append(os.Environ(), "GOBIN="+gobin)
 		cmd.Dir = work // outside the module: its go.mod must not change
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go install %s: %v\n%s", module, err, out)
+			return "", fmt.Errorf("go install %s: %w\n%s", module, err, out)
 		}
 		return filepath.Join(gobin, name), nil
 	}
@@ -291,14 +291,14 @@ func inPool(ctx context.Context, n int, jobs []func(ctx context.Context) error) 
 func (b *bench) runCmd(ctx context.Context, dir string, env []string, logPath string, name string, args ...string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 	defer cancel()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return -1, err
 	}
 	defer f.Close()
 	fmt.Fprintf(f, "\n$ %s %s\n", filepath.Base(name), strings.Join(args, " "))
 	var tail tailBuffer
-	var out io.Writer = io.MultiWriter(f, &tail)
+	out := io.MultiWriter(f, &tail)
 	if b.o.verbose {
 		out = io.MultiWriter(out, os.Stderr)
 	}
@@ -407,7 +407,7 @@ func (b *bench) tfDir(ctx context.Context, dir string, v tfVars) error {
 	if v.shardCount == 0 {
 		v.shardCount = 1
 	}
-	if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(providerTF), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "main.tf"), []byte(providerTF), 0o600); err != nil {
 		return err
 	}
 	vars, err := json.Marshal(map[string]any{"gitlab_project": v.project, "name_prefix": v.prefix,
@@ -415,7 +415,7 @@ func (b *bench) tfDir(ctx context.Context, dir string, v tfVars) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "terraform.tfvars.json"), vars, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "terraform.tfvars.json"), vars, 0o600); err != nil {
 		return err
 	}
 	return b.tfInit(ctx, dir)

@@ -39,14 +39,6 @@ func (w *workload) tagCount() int {
 	return n
 }
 
-func (w *workload) names() []string {
-	out := make([]string, len(w.repos))
-	for i, r := range w.repos {
-		out[i] = r.name
-	}
-	return out
-}
-
 // repoPrefix starts every workload repository's name: the provider's
 // configuration selects the workload by it, as a user selects a registry's
 // repositories.

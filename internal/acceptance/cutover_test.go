@@ -166,7 +166,7 @@ func TestCutover_destroyWithoutTokenKeepsState(t *testing.T) {
 	noToken.env = append(slices.Clone(w.env), "GITLAB_TOKEN=", "CI_JOB_TOKEN=")
 	out := noToken.mustRun(1, "destroy", "-refresh=false", "-auto-approve", "-input=false", "-no-color")
 	mustMatch(t, out, `GitLab Token Missing`)
-	if got, _ := w.stateImages(); !maps.Equal(got, map[string]string{"v1": v1.Digest}) {
+	if got := w.stateImages(); !maps.Equal(got, map[string]string{"v1": v1.Digest}) {
 		t.Errorf("images in state after the refused destroy = %v, want only v1 at %s", got, v1.Digest)
 	}
 	w.mustRun(0, "plan", "-detailed-exitcode", "-input=false", "-no-color")
@@ -311,7 +311,7 @@ func regctl(t *testing.T) func(args ...string) string {
 	gobin := filepath.Join(os.TempDir(), "imagesync-acceptance-tools")
 	bin := filepath.Join(gobin, "regctl")
 	if _, err := os.Stat(bin); err != nil {
-		install := exec.Command("go", "install", "github.com/regclient/regclient/cmd/regctl@v0.11.7")
+		install := exec.CommandContext(t.Context(), "go", "install", "github.com/regclient/regclient/cmd/regctl@v0.11.7")
 		install.Env = append(os.Environ(), "GOBIN="+gobin)
 		if out, err := install.CombinedOutput(); err != nil {
 			t.Fatalf("go install regctl: %v\n%s", err, out)
@@ -320,7 +320,7 @@ func regctl(t *testing.T) func(args ...string) string {
 	home := t.TempDir()
 	run := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(bin, args...)
+		cmd := exec.CommandContext(t.Context(), bin, args...)
 		cmd.Env = append(os.Environ(), "HOME="+home)
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -198,7 +198,7 @@ func rowUploadFailures(kind uploadKind, n int) func(t *testing.T) outcome {
 		message := "injected: " + kind.name + " failed"
 		var failed atomic.Int32
 		setGitLabFault(t, func(r *http.Request) (int, string, bool) {
-			if kind.match(f.image, r) && (n < 0 || failed.Load() < int32(n)) {
+			if kind.match(f.image, r) && (n < 0 || int(failed.Load()) < n) {
 				failed.Add(1)
 				return http.StatusInternalServerError, faultBody("UNKNOWN", message), true
 			}
@@ -208,7 +208,7 @@ func rowUploadFailures(kind uploadKind, n int) func(t *testing.T) outcome {
 		code, diags := f.applyJSON()
 		if n >= 0 {
 			f.expectApplied(fmt.Sprintf("apply with %d %ss failing", n, kind.name), code, diags)
-			if failed.Load() < int32(n) {
+			if int(failed.Load()) < n {
 				t.Fatalf("only %d of %d faults were met", failed.Load(), n)
 			}
 			f.expectConverged()

@@ -216,7 +216,7 @@ func gitlabDigest(t *testing.T, image, tagOrDigest string) (digest string, found
 // with that digest: an interrupted apply may record less, never more.
 func (f *faultFixture) expectStateTruthful() (recorded int) {
 	f.t.Helper()
-	images, _ := f.w.stateImages()
+	images := f.w.stateImages()
 	for tag, dig := range images {
 		if got, found := gitlabDigest(f.t, f.image, tag); got != dig || dig != f.want[tag] {
 			f.t.Errorf("state records %s = %s, GitLab holds %q (found %v), ECR %s", tag, dig, got, found, f.want[tag])

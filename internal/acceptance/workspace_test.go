@@ -172,13 +172,13 @@ func (w *workspace) state() []byte {
 	return b
 }
 
-// stateImages returns the images map of the workspace's (one) resource; ok is
-// false when the state holds no resource.
-func (w *workspace) stateImages() (images map[string]string, ok bool) {
+// stateImages returns the images map of the workspace's (one) resource, nil
+// when the state holds none.
+func (w *workspace) stateImages() map[string]string {
 	w.t.Helper()
 	raw := w.state()
 	if len(raw) == 0 {
-		return nil, false
+		return nil
 	}
 	var st struct {
 		Resources []struct {
@@ -194,10 +194,10 @@ func (w *workspace) stateImages() (images map[string]string, ok bool) {
 	}
 	for _, r := range st.Resources {
 		for _, in := range r.Instances {
-			return in.Attributes.Images, true
+			return in.Attributes.Images
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // uniqueName makes a lowercase name safe for ECR repositories and GitLab paths.

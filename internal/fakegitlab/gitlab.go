@@ -109,7 +109,7 @@ func New(ttl time.Duration) (*GitLab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
@@ -585,7 +585,10 @@ func (g *GitLab) allRepos() []string {
 	base := g.reposDir()
 	var repos []string
 	_ = filepath.WalkDir(base, func(path string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
+		if err != nil {
+			return nil //nolint:nilerr // a directory deleted while walking (a tag untagged) is just not listed
+		}
+		if !d.IsDir() {
 			return nil
 		}
 		if strings.HasPrefix(d.Name(), "_") {

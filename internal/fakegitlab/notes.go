@@ -90,7 +90,7 @@ func (g *GitLab) serveNotes(w http.ResponseWriter, r *http.Request, projectID, i
 	g.mrs.notes = append(g.mrs.notes, n)
 	g.mrs.mu.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]any{
-		"id": n.ID, "body": n.Body, "noteable_type": "MergeRequest", "noteable_iid": iid,
+		"id": n.ID, "body": n.Body, "noteable_type": "MergeRequest", "noteable_iid": iid, //nolint:misspell // GitLab's API spells it so
 		"author": map[string]any{"username": n.Author}, "system": false,
 		"created_at": time.Now().UTC().Format(time.RFC3339Nano),
 	})

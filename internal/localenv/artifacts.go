@@ -90,7 +90,7 @@ func Regctl() (string, error) {
 	}
 	gobin := os.Getenv("GOBIN")
 	if gobin == "" {
-		out, err := exec.Command("go", "env", "GOPATH").Output()
+		out, err := exec.CommandContext(context.Background(), "go", "env", "GOPATH").Output()
 		if err == nil {
 			gopath := filepath.SplitList(strings.TrimSpace(string(out)))
 			if len(gopath) > 0 {

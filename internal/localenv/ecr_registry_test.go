@@ -145,7 +145,7 @@ func ecrToken(t *testing.T, env *Env) (string, time.Time) {
 
 // ecrDo sends one request to the ECR registry proxy with user AWS and pass
 // (none when empty), without following redirects.
-func ecrDo(t *testing.T, env *Env, method, path, pass string) (*http.Response, string) {
+func ecrDo(t *testing.T, env *Env, method, path, pass string) (answer, string) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), method, env.ECRRegistryEndpoint+path, nil)
 	if pass != "" {
@@ -154,16 +154,29 @@ func ecrDo(t *testing.T, env *Env, method, path, pass string) (*http.Response, s
 	return doNoRedirect(t, req)
 }
 
-func doNoRedirect(t *testing.T, req *http.Request) (*http.Response, string) {
+// answer is a response whose body was read and closed.
+type answer struct {
+	Status        string
+	StatusCode    int
+	Header        http.Header
+	ContentLength int64
+}
+
+// readAnswer reads and closes resp's body.
+func readAnswer(resp *http.Response) (answer, string) {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{Status: resp.Status, StatusCode: resp.StatusCode, Header: resp.Header, ContentLength: resp.ContentLength}, string(b)
+}
+
+func doNoRedirect(t *testing.T, req *http.Request) (answer, string) {
 	t.Helper()
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return readAnswer(resp)
 }
 
 // seededLayer returns a layer digest of web:v1.0 and its size.
@@ -174,7 +187,11 @@ func seededLayer(t *testing.T, env *Env) (string, int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layers, err := m.(manifest.Imager).GetLayers()
+	img, ok := m.(manifest.Imager)
+	if !ok {
+		t.Fatalf("web:v1.0 is a %T, not an image", m)
+	}
+	layers, err := img.GetLayers()
 	if err != nil || len(layers) == 0 {
 		t.Fatalf("layers of web:v1.0: %v", err)
 	}
@@ -298,7 +315,7 @@ func presigned(t *testing.T, env *Env) string {
 
 func testS3Refusals(t *testing.T, env *Env) {
 	loc := presigned(t, env)
-	get := func(u string, header ...string) (*http.Response, string) {
+	get := func(u string, header ...string) (answer, string) {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
 		for i := 0; i+1 < len(header); i += 2 {
 			req.Header.Set(header[i], header[i+1])

@@ -32,7 +32,7 @@ func testGitLabRegistry(t *testing.T, env *Env) {
 
 // glRegistry sends one request to the GitLab registry proxy with a token for
 // repo.
-func glRegistry(t *testing.T, env *Env, method, repo, path string, body []byte, contentType string) (*http.Response, string) {
+func glRegistry(t *testing.T, env *Env, method, repo, path string, body []byte, contentType string) (answer, string) {
 	t.Helper()
 	tok, err := env.GitLab.MintToken("root", []fakegitlab.Access{{Type: "repository", Name: repo, Actions: []string{"pull", "push", "delete"}}})
 	if err != nil {
@@ -48,9 +48,7 @@ func glRegistry(t *testing.T, env *Env, method, repo, path string, body []byte, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return readAnswer(resp)
 }
 
 // registryError decodes the first entry of a registry error body.
@@ -93,7 +91,7 @@ func putManifest(t *testing.T, env *Env, repo, ref string, raw []byte, mt string
 	return resp.StatusCode, body
 }
 
-func expectRefusal(t *testing.T, what string, resp *http.Response, body, code, detail string) {
+func expectRefusal(t *testing.T, what string, resp answer, body, code, detail string) {
 	t.Helper()
 	c, _, d := registryError(t, body)
 	if resp.StatusCode != http.StatusUnauthorized || c != code || (detail != "" && d != detail) {

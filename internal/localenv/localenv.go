@@ -381,10 +381,19 @@ func (e *Env) MarshalState() ([]byte, error) {
 // freePort asks the kernel for a free port on 127.0.0.1. There is a small
 // race until the child binds it; acceptable for a test environment.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLocal()
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, fmt.Errorf("listening on 127.0.0.1:0 gave a %T address", l.Addr())
+	}
+	return addr.Port, nil
+}
+
+// listenLocal listens on a free port of 127.0.0.1.
+func listenLocal() (net.Listener, error) {
+	return (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 }

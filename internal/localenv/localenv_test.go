@@ -421,7 +421,11 @@ func TestLocalEnv(t *testing.T) {
 		p.SetFault(func(r *http.Request) (int, string, bool) {
 			return http.StatusTooManyRequests, `{"errors":[{"code":"TOOMANYREQUESTS","message":"injected"}]}`, strings.Contains(r.URL.Path, "/manifests/")
 		})
-		resp, err := http.Get(env.ECRRegistryEndpoint + "/v2/web/manifests/v1.0")
+		get := func() (*http.Response, error) {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, env.ECRRegistryEndpoint+"/v2/web/manifests/v1.0", nil)
+			return http.DefaultClient.Do(req)
+		}
+		resp, err := get()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -431,7 +435,7 @@ func TestLocalEnv(t *testing.T) {
 			t.Fatalf("fault: %d %s", resp.StatusCode, b)
 		}
 		p.SetFault(nil)
-		resp, err = http.Get(env.ECRRegistryEndpoint + "/v2/web/manifests/v1.0")
+		resp, err = get()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -511,7 +515,8 @@ func TestLocalEnv(t *testing.T) {
 		}
 		for _, u := range []string{env.ECRAPIEndpoint, env.ECRRegistryEndpoint, env.S3.URL, env.GitLabURL, env.GitLabRegistryURL} {
 			c := http.Client{Timeout: time.Second}
-			if resp, err := c.Get(u + "/"); err == nil {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u+"/", nil)
+			if resp, err := c.Do(req); err == nil {
 				resp.Body.Close()
 				t.Errorf("%s still answers", u)
 			}

@@ -1,6 +1,7 @@
 package localenv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +30,7 @@ func startProc(name, logPath string, env []string, bin string, args ...string) (
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, args...) //nolint:noctx // a server that runs until stop, not a context, ends it
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = append(os.Environ(), env...)
@@ -102,7 +103,7 @@ func (p *proc) waitReady(ctx context.Context, url string, ok func(status int) bo
 			}
 		}
 		if p.exited() {
-			return fmt.Errorf("%s exited before becoming ready (%v); log %s:\n%s", p.name, p.waitErr, p.logPath, p.tail())
+			return fmt.Errorf("%s exited before becoming ready (%w); log %s:\n%s", p.name, cmp.Or(p.waitErr, errExitedZero), p.logPath, p.tail())
 		}
 		select {
 		case <-ctx.Done():
@@ -112,11 +113,14 @@ func (p *proc) waitReady(ctx context.Context, url string, ok func(status int) bo
 	}
 }
 
+// errExitedZero is a process that ended with status 0 where it should run on.
+var errExitedZero = errors.New("exit status 0")
+
 func findMoto() (string, error) {
 	if p, err := exec.LookPath("moto_server"); err == nil {
 		return p, nil
 	}
-	if out, err := exec.Command("pyenv", "which", "moto_server").Output(); err == nil {
+	if out, err := exec.CommandContext(context.Background(), "pyenv", "which", "moto_server").Output(); err == nil {
 		if p := strings.TrimSpace(string(out)); p != "" {
 			return p, nil
 		}

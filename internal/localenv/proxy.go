@@ -124,7 +124,7 @@ func newGuardedProxy(target string, guard guardFunc, network *wan.Shaper) (*Prox
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLocal()
 	if err != nil {
 		return nil, err
 	}
@@ -132,11 +132,11 @@ func newGuardedProxy(target string, guard guardFunc, network *wan.Shaper) (*Prox
 	p := &Proxy{Host: l.Addr().String(), backend: u, guard: guard}
 	p.URL = "http://" + p.Host
 	p.rp = &httputil.ReverseProxy{
-		// Director (not Rewrite) leaves req.Host untouched: the registry sees
-		// the proxy's host:port.
-		Director: func(r *http.Request) {
-			r.URL.Scheme = u.Scheme
-			r.URL.Host = u.Host
+		// Only the URL's scheme and host change, not Out.Host (as SetURL would):
+		// the registry sees the proxy's host:port.
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = u.Scheme
+			pr.Out.URL.Host = u.Host
 		},
 		Transport: &http.Transport{
 			Proxy:               nil, // never an HTTP(S)_PROXY from the environment

@@ -26,7 +26,7 @@ func TestProxyCountsAWSActions(t *testing.T) {
 
 	send := func(target string) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, p.URL+"/", strings.NewReader("{}"))
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, p.URL+"/", strings.NewReader("{}"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -82,7 +82,7 @@ func (e *Env) startGitLabRegistry(ctx context.Context, bin string, port int, gl 
 		return "", err
 	}
 	certPath := filepath.Join(e.WorkDir, "gitlab-registry-auth.crt")
-	if err := os.WriteFile(certPath, gl.CertPEM(), 0o644); err != nil {
+	if err := os.WriteFile(certPath, gl.CertPEM(), 0o600); err != nil {
 		return "", err
 	}
 	auth := fmt.Sprintf("auth:\n  token:\n    realm: %q\n    service: %q\n    issuer: %q\n    rootcertbundle: %q\n",

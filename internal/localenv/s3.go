@@ -70,7 +70,7 @@ type S3 struct {
 type s3Object struct{ repo, digest string }
 
 func newS3(region, account string, registry *url.URL, password string, network *wan.Shaper) (*S3, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLocal()
 	if err != nil {
 		return nil, err
 	}

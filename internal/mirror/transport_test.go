@@ -97,7 +97,24 @@ func (f *fakeGitLabRegistry) transport() *registryTransport {
 	}
 }
 
-func (f *fakeGitLabRegistry) put(t *testing.T, rt http.RoundTripper, ref string) (*http.Response, *recorder) {
+// closedResponse is a response whose body was closed.
+type closedResponse struct {
+	StatusCode int
+	Header     http.Header
+}
+
+// roundTrip sends req through rt and closes the answer's body.
+func roundTrip(t *testing.T, rt http.RoundTripper, req *http.Request) closedResponse {
+	t.Helper()
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return closedResponse{StatusCode: resp.StatusCode, Header: resp.Header}
+}
+
+func (f *fakeGitLabRegistry) put(t *testing.T, rt http.RoundTripper, ref string) (closedResponse, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	ctx := context.WithValue(context.Background(), recorderKey{}, rec)
@@ -106,12 +123,7 @@ func (f *fakeGitLabRegistry) put(t *testing.T, rt http.RoundTripper, ref string)
 		t.Fatal(err)
 	}
 	req.ContentLength = int64(len(`{"schemaVersion":2}`))
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	return resp, rec
+	return roundTrip(t, rt, req), rec
 }
 
 func TestGitLabTokenPerRepositoryAndReused(t *testing.T) {
@@ -248,7 +260,7 @@ func TestGitLabLoginPingOncePerHost(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 10 {
 		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodHead, fmt.Sprintf("%s/v2/group/project/app%d/manifests/v1", f.srv.URL, i), nil)
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodHead, fmt.Sprintf("%s/v2/group/project/app%d/manifests/v1", f.srv.URL, i), nil)
 			if resp, err := rt.RoundTrip(req); err == nil {
 				_ = resp.Body.Close()
 			}
@@ -261,12 +273,12 @@ func TestGitLabLoginPingOncePerHost(t *testing.T) {
 }
 
 func TestScopesOfMount(t *testing.T) {
-	req := httptest.NewRequest(http.MethodPost, "http://r/v2/g/p/a/blobs/uploads/?mount=sha256:1&from=g/p/b", nil)
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "http://r/v2/g/p/a/blobs/uploads/?mount=sha256:1&from=g/p/b", nil)
 	got := strings.Join(scopesOf(req), " ")
 	if got != "repository:g/p/a:pull,push repository:g/p/b:pull" {
 		t.Errorf("scopes %q", got)
 	}
-	if s := scopesOf(httptest.NewRequest(http.MethodGet, "http://r/v2/", nil)); s != nil {
+	if s := scopesOf(httptest.NewRequestWithContext(t.Context(), http.MethodGet, "http://r/v2/", nil)); s != nil {
 		t.Errorf("ping scopes %v", s)
 	}
 }
@@ -312,15 +324,10 @@ func TestECRExpiredTokenRenewedOnce(t *testing.T) {
 	u, _ := url.Parse(srv.URL)
 	creds := &fakeCredentials{}
 	rt := &registryTransport{ecrBase: http.DefaultTransport, gitlabBase: http.DefaultTransport, ecr: &ecrLogin{creds: creds}, ecrHosts: map[string]bool{u.Host: true}, gitlabHosts: map[string]bool{}}
-	get := func() (*http.Response, *recorder) {
+	get := func() (closedResponse, *recorder) {
 		rec := &recorder{}
-		req, _ := http.NewRequestWithContext(context.WithValue(context.Background(), recorderKey{}, rec), http.MethodGet, srv.URL+"/v2/team/api/manifests/v1", nil)
-		resp, err := rt.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		return resp, rec
+		req, _ := http.NewRequestWithContext(context.WithValue(t.Context(), recorderKey{}, rec), http.MethodGet, srv.URL+"/v2/team/api/manifests/v1", nil)
+		return roundTrip(t, rt, req), rec
 	}
 	if resp, _ := get(); resp.StatusCode != http.StatusOK {
 		t.Fatalf("an expired ECR token was not renewed: %d", resp.StatusCode)

@@ -131,7 +131,7 @@ func (repo *Repo) commit(msg string) error {
 }
 
 func (repo *Repo) git(args ...string) error {
-	cmd := exec.Command("git", args...)
+	cmd := exec.CommandContext(context.Background(), "git", args...)
 	cmd.Dir = repo.Dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("git %s: %w\n%s", strings.Join(args, " "), err, out)
@@ -143,7 +143,7 @@ func (repo *Repo) git(args ...string) error {
 // artifacts of the jobs run so far), so that two runs can go at once.
 func (repo *Repo) Copy(name string) (*Repo, error) {
 	dst := filepath.Join(repo.runner.work, name)
-	if out, err := exec.Command("cp", "-a", repo.Dir, dst).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(context.Background(), "cp", "-a", repo.Dir, dst).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("copying %s: %w\n%s", repo.Dir, err, out)
 	}
 	return &Repo{Dir: dst, Project: repo.Project, runner: repo.runner}, nil

@@ -828,7 +828,7 @@ func TestAccMirroredImage_unreadableTargetKeepsState(t *testing.T) {
 	config := mirroredConfig(project, repo, "")
 	var v2 localenv.Image
 	t.Cleanup(func() { testEnv.GitLabProxy.SetFault(nil) })
-	refuseHeads := func(r *http.Request) (int, string, bool) {
+	var refuseHeads localenv.FaultFunc = func(r *http.Request) (int, string, bool) {
 		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/"+repo+"/manifests/") {
 			return http.StatusForbidden, "", true
 		}

@@ -55,7 +55,7 @@ func within(t *testing.T, what string, got, want float64) {
 // accepted connection to serve.
 func shapedServer(t *testing.T, p Profile, serve func(net.Conn)) string {
 	t.Helper()
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	raw, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func echo(c net.Conn) { _, _ = io.Copy(c, c) }
 func TestRoundTrip(t *testing.T) {
 	const rtt = 200 * time.Millisecond
 	addr := shapedServer(t, Profile{RoundTrip: rtt}, echo)
-	c, err := net.Dial("tcp", addr)
+	c, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestRate(t *testing.T) {
 		received <- timedRead(t, c, size) // the client's upload
 		_, _ = c.Write(payload)           // then the download
 	})
-	c, err := net.Dial("tcp", addr)
+	c, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestHostRate(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.Dial("tcp", addr)
+			c, err := (&net.Dialer{}).DialContext(t.Context(), "tcp", addr)
 			if err != nil {
 				t.Error(err)
 				return
@@ -194,7 +194,7 @@ func TestHTTP(t *testing.T) {
 	const rtt = 100 * time.Millisecond
 	body := make([]byte, 300<<10)
 	_, _ = rand.Read(body)
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	raw, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,8 @@ func TestHTTP(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	get := func() time.Duration {
 		t0 := time.Now()
-		resp, err := client.Get("http://" + raw.Addr().String() + "/")
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+raw.Addr().String()+"/", nil)
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
