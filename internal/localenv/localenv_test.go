@@ -145,7 +145,8 @@ func TestLocalEnv(t *testing.T) {
 		} {
 			client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 			t0 := time.Now()
-			resp, err := client.Get(u + "/")
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u+"/", nil)
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}

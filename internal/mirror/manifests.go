@@ -53,7 +53,7 @@ func (c *copier) copyTagged(ctx context.Context, dig, tag string) error {
 // copyContent copies everything dig refers to (platforms, config, layers)
 // and returns its manifest, not yet written to the target.
 func (c *copier) copyContent(ctx context.Context, dig string) (manifest.Manifest, error) {
-	m, err := c.e.readManifest(ctx, SideECR, c.src.SetDigest(dig))
+	m, err := c.e.readSourceManifest(ctx, c.src.SetDigest(dig))
 	if err != nil {
 		return nil, err
 	}

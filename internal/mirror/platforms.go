@@ -53,7 +53,7 @@ func (e *Engine) platformsOf(ctx context.Context, src ref.Ref, tagged []string, 
 // manifestsInside lists the manifests an index holds, and theirs when one
 // is an index itself; an empty list for an image.
 func (e *Engine) manifestsInside(ctx context.Context, src ref.Ref, dig string) ([]string, error) {
-	m, err := e.readManifest(ctx, SideECR, src.SetDigest(dig))
+	m, err := e.readSourceManifest(ctx, src.SetDigest(dig))
 	if err != nil {
 		return nil, err
 	}
@@ -84,19 +84,19 @@ func isIndex(mediaType string) bool {
 	return mt == mediatype.OCI1ManifestList || mt == mediatype.Docker2ManifestList
 }
 
-// readManifest reads the manifest at r (a digest) from one side, and checks
+// readSourceManifest reads the manifest at r (a digest) from ECR, and checks
 // that the registry served the bytes of that digest.
-func (e *Engine) readManifest(ctx context.Context, side Side, r ref.Ref) (manifest.Manifest, error) {
+func (e *Engine) readSourceManifest(ctx context.Context, r ref.Ref) (manifest.Manifest, error) {
 	var m manifest.Manifest
-	err := call(ctx, side, func(ctx context.Context) (err error) {
+	err := call(ctx, SideECR, func(ctx context.Context) (err error) {
 		m, err = e.client().ManifestGet(ctx, r)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest %s from %s: %w", r.Digest, side, err)
+		return nil, fmt.Errorf("reading manifest %s from %s: %w", r.Digest, SideECR, err)
 	}
 	if got := m.GetDescriptor().Digest.String(); got != r.Digest {
-		return nil, &SideError{Side: side, Err: fmt.Errorf("%s served %s for manifest %s", side, got, r.Digest)}
+		return nil, &SideError{Side: SideECR, Err: fmt.Errorf("%s served %s for manifest %s", SideECR, got, r.Digest)}
 	}
 	return m, nil
 }

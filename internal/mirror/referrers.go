@@ -153,7 +153,7 @@ func (e *Engine) artifactTypeWanted(ctx context.Context, src ref.Ref, d descript
 	}
 	at := d.ArtifactType
 	if at == "" {
-		m, err := e.readManifest(ctx, SideECR, src.SetDigest(d.Digest.String()))
+		m, err := e.readSourceManifest(ctx, src.SetDigest(d.Digest.String()))
 		if err != nil {
 			return false, fmt.Errorf("reading referrer %s to learn its artifact type: %w", d.Digest, err)
 		}

@@ -67,7 +67,7 @@ func (s *sizer) readLevel(ctx context.Context, digests []string) ([]string, erro
 }
 
 func (s *sizer) manifest(ctx context.Context, dig string) (manifest.Manifest, error) {
-	m, err := s.e.readManifest(ctx, SideECR, s.src.SetDigest(dig))
+	m, err := s.e.readSourceManifest(ctx, s.src.SetDigest(dig))
 	if err != nil {
 		return nil, err
 	}
