@@ -151,7 +151,7 @@ func (r release) mirror(t *testing.T, addrs []string) string {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(d, filepath.Base(r.zip)), readFile(t, r.zip), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(d, filepath.Base(r.zip)), readFile(t, r.zip), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
