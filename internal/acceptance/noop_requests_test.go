@@ -14,7 +14,6 @@ import (
 // metadata database), the same plan asks a HEAD per tag and finds the drift
 // too.
 func TestCutover_refreshThroughGitLabTagListing(t *testing.T) {
-	skipWithoutEnv(t) // before env.GitLab, which newProject would reach too late
 	for _, served := range []bool{true, false} {
 		t.Run(fmt.Sprintf("listing served %v", served), func(t *testing.T) {
 			project, repo := fixture(t, "listing")
