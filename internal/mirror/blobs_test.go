@@ -41,6 +41,8 @@ type blobRegistries struct {
 	// resetDownloads blob GETs are reset (RST_STREAM) halfway.
 	overHTTP2      bool
 	resetDownloads int
+	// hangHeads: GitLab takes HEAD requests and never answers.
+	hangHeads bool
 
 	mu       sync.Mutex
 	calls    map[string]int
@@ -122,6 +124,10 @@ func (b *blobRegistries) serveECR(w http.ResponseWriter, r *http.Request) {
 
 func (b *blobRegistries) serveGitLab(w http.ResponseWriter, r *http.Request) {
 	n := b.count("GitLab", r)
+	if r.Method == http.MethodHead && b.hangHeads {
+		<-b.release
+		return
+	}
 	switch r.Method {
 	case http.MethodPost:
 		w.Header().Set("Location", "/v2/group/project/api/blobs/uploads/1")
@@ -265,5 +271,19 @@ func TestResetDownloadResumesWithRange(t *testing.T) {
 	}
 	if len(b.ranges) != 1 || b.calls["ECR GET"] != 2 || len(b.received) != 1 || b.received[0] != b.desc.Digest.String() {
 		t.Errorf("Range requests %q, requests %v, GitLab received %q; want one resume and the blob whole", b.ranges, b.calls, b.received)
+	}
+}
+
+// TestHungRegistryStalledTwice: a registry that never answers costs a call
+// two stalled requests, not regclient's every retry, each idle_timeout long.
+func TestHungRegistryStalledTwice(t *testing.T) {
+	b, c := newBlobRegistries(t, created, func(b *blobRegistries) { b.hangHeads, b.idle = true, testIdle })
+	err := c.placeBlob(context.Background(), b.desc)
+	var stall *network.StallError
+	if SideOf(err) != SideGitLab || !errors.As(err, &stall) || stall.Phase != "waiting for the response headers" {
+		t.Fatalf("error %v; want GitLab's stall waiting for the headers", err)
+	}
+	if b.calls["GitLab HEAD"] != maxStallsPerCall {
+		t.Errorf("GitLab got %d HEADs; want %d", b.calls["GitLab HEAD"], maxStallsPerCall)
 	}
 }

@@ -132,7 +132,26 @@ type recorder struct {
 	// from which a download was asked for again.
 	conn        *ConnectionError
 	failures    int
+	stalls      int
 	resumedFrom []int64
+}
+
+// maxStallsPerCall bounds the requests of one call that may stall: the
+// first may be a dropped flow, a second in a row a server that hangs, and
+// each costs idle_timeout, so regclient's further retries are not sent.
+const maxStallsPerCall = 2
+
+// errStalledOut is a request not sent because its call stalled too often.
+var errStalledOut = fmt.Errorf("not sent: %d requests of this call stalled already", maxStallsPerCall)
+
+// stalledOut reports a call whose requests stalled maxStallsPerCall times.
+func (r *recorder) stalledOut() bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stalls >= maxStallsPerCall
 }
 
 type recorderKey struct{}
@@ -154,6 +173,9 @@ func (r *recorder) connFailed(side Side, err error) {
 	defer r.mu.Unlock()
 	r.conn = &ConnectionError{Side: side, Cause: err}
 	r.failures++
+	if errors.As(err, new(*network.StallError)) {
+		r.stalls++
+	}
 }
 
 // noteResume keeps where a request asks to resume from: the engine sends no

@@ -83,6 +83,10 @@ func (t *registryTransport) redirectedFrom(req *http.Request) Side {
 }
 
 func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := recorderFrom(req.Context())
+	if rec.stalledOut() {
+		return nil, errStalledOut
+	}
 	side := t.sideOf(req)
 	var (
 		resp *http.Response
@@ -97,7 +101,6 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		side = t.redirectedFrom(req)
 		resp, err = t.baseOf(side).RoundTrip(req)
 	}
-	rec := recorderFrom(req.Context())
 	if err == nil {
 		normalizeRetryAfter(resp)
 		resp.Body = &resumableBody{ReadCloser: resp.Body, rec: rec, side: side, req: req}
