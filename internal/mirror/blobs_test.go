@@ -219,8 +219,8 @@ func TestStalledDownloadResumesWithRange(t *testing.T) {
 	}
 }
 
-// TestDownloadThatNeverRecovers: every resume stalls too; the error names
-// ECR's host, the digest and what was tried, and another attempt may work.
+// TestDownloadThatNeverRecovers: the resume stalls too; the error names
+// ECR's host, the digest and what was tried, and the call is not tried again.
 func TestDownloadThatNeverRecovers(t *testing.T) {
 	b, c := newBlobRegistries(t, created, stalling(1000, 0))
 	err := c.streamBlob(context.Background(), b.desc)
@@ -233,8 +233,8 @@ func TestDownloadThatNeverRecovers(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
-	if !isTransient(err) {
-		t.Errorf("a stall is worth another attempt: %v", err)
+	if isTransient(err) {
+		t.Errorf("a download that stalled twice is tried again, for two more idle timeouts: %v", err)
 	}
 	t.Log(err)
 }
@@ -285,5 +285,8 @@ func TestHungRegistryStalledTwice(t *testing.T) {
 	}
 	if b.calls["GitLab HEAD"] != maxStallsPerCall {
 		t.Errorf("GitLab got %d HEADs; want %d", b.calls["GitLab HEAD"], maxStallsPerCall)
+	}
+	if isTransient(err) {
+		t.Errorf("a registry that stalled twice in a row is asked again: %v", err)
 	}
 }

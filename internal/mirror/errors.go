@@ -199,7 +199,7 @@ func (r *recorder) connectionError(err error) *ConnectionError {
 		return nil
 	}
 	c := *r.conn
-	c.Failures, c.ResumedFrom, c.Err = r.failures, slices.Clone(r.resumedFrom), err
+	c.Failures, c.Stalls, c.ResumedFrom, c.Err = r.failures, r.stalls, slices.Clone(r.resumedFrom), err
 	return &c
 }
 
@@ -241,8 +241,17 @@ type ConnectionError struct {
 	Side        Side
 	Cause       error
 	Failures    int
+	Stalls      int // how many of the failures were stalls
 	ResumedFrom []int64
 	Err         error
+}
+
+// stalledOut is a call that gave up because its requests kept stalling: a
+// server that stalled twice in a row hangs, and another attempt would cost
+// two more idle timeouts for the same answer.
+func stalledOut(err error) bool {
+	var ce *ConnectionError
+	return errors.As(err, &ce) && ce.Stalls >= maxStallsPerCall
 }
 
 func (c *ConnectionError) Error() string {
@@ -320,8 +329,11 @@ func Answer(err error) (*RegistryError, bool) {
 
 // isTransient is a failure another attempt may not meet: the registry was
 // overloaded or throttled past regclient's own retries, a pre-signed URL
-// lapsed, or the connection broke.
+// lapsed, or the connection broke or stalled once.
 func isTransient(err error) bool {
+	if stalledOut(err) {
+		return false
+	}
 	if errors.As(err, new(transferError)) {
 		// A stream cannot be sent twice, so a 401 on it was not resent: the
 		// transport has renewed the token meanwhile, and the copy's next
