@@ -158,7 +158,7 @@ func (g *ecrRegistry) serve(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if m := ecrBlobPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodGet && g.blobExists(r.Context(), r.URL.Path) {
-		w.Header().Set("Location", g.s3.presign(m[1], m[2], time.Now()))
+		w.Header().Set("Location", g.s3.presign(m[1], m[2], time.Now(), isTestName(r.Host)))
 		w.Header().Set("Docker-Distribution-Api-Version", "registry/2.0")
 		w.WriteHeader(http.StatusTemporaryRedirect)
 		return true
@@ -225,7 +225,7 @@ func (e *Env) startECRProxy(backend string) error {
 	if err != nil {
 		return err
 	}
-	if e.S3, err = newS3(e.Region, e.AccountID, u, e.ECRPassword, e.wan); err != nil {
+	if e.S3, err = newS3(e.Region, e.AccountID, u, e.ECRPassword, e.serving, &e.names, e.wan); err != nil {
 		return err
 	}
 	e.ecr = &ecrRegistry{
@@ -233,7 +233,8 @@ func (e *Env) startECRProxy(backend string) error {
 		tokens: e.ecrTokens, pulls: e.ecrPulls, s3: e.S3, backend: u,
 		client: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}},
 	}
-	if e.ECRProxy, err = newGuardedProxy(backend, e.ecr.serve, e.wan); err != nil {
+	// HTTP/1.1 only: the engine meets both protocols, h2 at S3 and GitLab.
+	if e.ECRProxy, err = e.newProxy(backend, e.ecr.serve, http1Only, "ecr.test"); err != nil {
 		return err
 	}
 	e.ECRProxy.rp.ModifyResponse = func(resp *http.Response) error {

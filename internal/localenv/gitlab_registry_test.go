@@ -44,7 +44,7 @@ func glRegistry(t *testing.T, env *Env, method, repo, path string, body []byte, 
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := env.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,8 +223,7 @@ func testSHA256TagsAreDigests(t *testing.T, env *Env) {
 		t.Fatalf("HEAD %s: %d digest %q", fallbackTag, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
 	}
 	if _, err := exec.LookPath("skopeo"); err == nil {
-		out, err := exec.CommandContext(t.Context(), "skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", "root:"+env.GitLabToken,
-			"docker://"+env.GitLabRegistryHost+"/"+repo+":"+fallbackTag).Output()
+		out, _, err := env.GitLabManifest(t.Context(), repo, fallbackTag)
 		if err != nil || sum(string(out)) != dig {
 			t.Fatalf("skopeo inspect %s: %v, digest %s, want %s", fallbackTag, err, sum(string(out)), dig)
 		}
@@ -259,7 +258,7 @@ func testImagePathDepth(t *testing.T, env *Env) {
 		"&scope=" + url.QueryEscape("repository:migration/images/x/y/z:pull,push")
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
 	req.SetBasicAuth("root", env.GitLabToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := env.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +302,7 @@ func glAPI(t *testing.T, env *Env, method, path string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), method, env.GitLabURL+"/api/v4"+path, nil)
 	req.Header.Set("PRIVATE-TOKEN", env.GitLabToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := env.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
+	"github.com/regclient/regclient/scheme/reg"
 	"github.com/regclient/regclient/types/descriptor"
 	"github.com/regclient/regclient/types/manifest"
 	"github.com/regclient/regclient/types/mediatype"
@@ -119,18 +120,29 @@ func (e *Env) regClient() *regclient.RegClient {
 	}
 	var hosts []config.Host
 	if h := hostOf(e.ECRRegistryEndpoint); h != "" {
-		hosts = append(hosts, config.Host{Name: h, TLS: config.TLSDisabled, User: "AWS", Pass: e.ECRPassword})
+		hosts = append(hosts, config.Host{Name: h, TLS: tlsOf(e.ECRRegistryEndpoint), User: "AWS", Pass: e.ECRPassword})
 	}
 	if e.GitLabRegistryHost != "" {
-		hosts = append(hosts, config.Host{Name: e.GitLabRegistryHost, TLS: config.TLSDisabled, User: "root", Pass: e.GitLabToken})
+		hosts = append(hosts, config.Host{Name: e.GitLabRegistryHost, TLS: tlsOf(e.GitLabRegistryURL), User: "root", Pass: e.GitLabToken})
 	}
 	rc := regclient.New(
 		regclient.WithConfigHost(hosts...),
+		// The environment's client trusts its CA without regclient's
+		// RegCert, which would load the system pool in this process.
+		regclient.WithRegOpts(reg.WithHTTPClient(e.HTTPClient())),
 		regclient.WithSlog(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		regclient.WithUserAgent("imagesync-localenv"),
 	)
 	rcCache[key] = rc
 	return rc
+}
+
+// tlsOf is regclient's TLS setting for an endpoint URL.
+func tlsOf(endpoint string) config.TLSConf {
+	if strings.HasPrefix(endpoint, "http://") {
+		return config.TLSDisabled
+	}
+	return config.TLSEnabled
 }
 
 func hostOf(endpoint string) string {

@@ -27,8 +27,9 @@ func (e *Env) GitLabManifest(ctx context.Context, image, tagOrDigest string) (ra
 	if strings.HasPrefix(tagOrDigest, "sha256:") {
 		sep = "@"
 	}
-	cmd := exec.CommandContext(ctx, "skopeo", "inspect", "--raw", "--tls-verify=false",
-		"--creds", "root:"+e.GitLabToken, "docker://"+e.GitLabRegistryHost+"/"+image+sep+tagOrDigest)
+	args := append([]string{"inspect", "--raw"}, e.SkopeoTLSFlags("")...)
+	args = append(args, "--creds", "root:"+e.GitLabToken, "docker://"+e.GitLabRegistryHost+"/"+image+sep+tagOrDigest)
+	cmd := exec.CommandContext(ctx, "skopeo", args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -19,8 +19,16 @@
 //     behind a proxy with GitLab's registry rules (fakegitlab):
 //     protected and immutable tags, rate limits, sha256-<hex> references
 //     read as digests, at most two image levels below a project;
-//   - counting, fault-injecting proxies in front of both registries;
+//   - counting, fault-injecting proxies in front of every endpoint, which
+//     can also stall or cut a connection (netfault.go);
+//   - a forward proxy such as companies run (forwardproxy.go);
 //   - an image generator that pushes Docker/OCI images, indexes and referrers.
+//
+// Every endpoint speaks HTTPS with certificates from a CA made at start
+// (tls.go), whose PEM is CAFile; HTTP/2 is offered where the real service
+// offers it (S3, GitLab). Options.PlainHTTP serves plain HTTP instead, for
+// debugging. The registries themselves listen plain on 127.0.0.1 behind
+// the TLS proxies.
 //
 // No production code imports this package.
 package localenv
@@ -31,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -60,7 +69,8 @@ type Options struct {
 	Logf           func(format string, args ...any) // optional progress lines
 	// WAN is the network between the clients and every endpoint: a round
 	// trip and a rate per connection (see package wan); zero is loopback.
-	WAN wan.Profile
+	WAN       wan.Profile
+	PlainHTTP bool // serve plain HTTP instead of HTTPS, for debugging
 }
 
 // Env is a running (or, via Connect, reconnected) local environment.
@@ -68,14 +78,15 @@ type Env struct {
 	Region, AccountID                      string
 	AccessKeyID, SecretAccessKey           string // the read-only user: what the provider uses
 	AdminAccessKeyID, AdminSecretAccessKey string
-	ECRAPIEndpoint                         string // moto (through ECRAPIProxy), "http://127.0.0.1:P"
+	ECRAPIEndpoint                         string // moto (through ECRAPIProxy), "https://127.0.0.1:P"
 	ECRRegistryName                        string // "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 	ECRRegistryEndpoint                    string // proxy in front of the htpasswd docker-registry
 	ECRPassword                            string // the environment's own registry password for user AWS; it may write (the provider gets tokens from GetAuthorizationToken instead)
-	GitLabURL                              string // fake GitLab, "http://127.0.0.1:P"
+	GitLabURL                              string // fake GitLab (through GitLabAPIProxy), "https://127.0.0.1:P"
 	GitLabToken                            string
 	GitLabRegistryHost                     string // "127.0.0.1:P", proxy in front of the token-auth registry
-	GitLabRegistryURL                      string // "http://" + GitLabRegistryHost
+	GitLabRegistryURL                      string // "https://" + GitLabRegistryHost
+	CAFile                                 string // PEM of the CA behind every endpoint's certificate; "" with PlainHTTP
 	GitLab                                 *fakegitlab.GitLab
 	ECRProxy, GitLabProxy                  *Proxy
 	GitLabAPIProxy                         *Proxy // in front of the fake GitLab API
@@ -84,16 +95,22 @@ type Env struct {
 	Seeded                                 []Image
 	WorkDir                                string
 
-	logf      func(format string, args ...any)
-	wan       *wan.Shaper // every endpoint's listener goes through it
-	procs     []*proc
-	ecrTokens *ecrTokens
-	ecrPulls  *ecrPulls
-	ecr       *ecrRegistry
-	closeOnce sync.Once
-	closeErr  error
-	layerMu   sync.Mutex
-	layerDigs map[Layer]string // digest cache so shared base layers are hashed once
+	logf         func(format string, args ...any)
+	wan          *wan.Shaper // every endpoint's listener goes through it
+	serving      *servingTLS // nil: plain HTTP
+	caPEM        []byte
+	names        testNames
+	client       *http.Client
+	procs        []*proc
+	extraMu      sync.Mutex
+	extraServers []*http.Server // ServeBadCert's listeners
+	ecrTokens    *ecrTokens
+	ecrPulls     *ecrPulls
+	ecr          *ecrRegistry
+	closeOnce    sync.Once
+	closeErr     error
+	layerMu      sync.Mutex
+	layerDigs    map[Layer]string // digest cache so shared base layers are hashed once
 }
 
 // State is what a separate process needs to reconnect to a running Env
@@ -113,6 +130,7 @@ type State struct {
 	GitLabToken          string `json:"gitlab_token"`
 	GitLabRegistryHost   string `json:"gitlab_registry_host"`
 	GitLabRegistryURL    string `json:"gitlab_registry_url"`
+	CAFile               string `json:"ca_file,omitempty"`
 	WorkDir              string `json:"work_dir"`
 }
 
@@ -126,15 +144,15 @@ func (e *Env) State() State {
 		ECRRegistryEndpoint: e.ECRRegistryEndpoint, ECRPassword: e.ECRPassword,
 		GitLabURL: e.GitLabURL, GitLabToken: e.GitLabToken,
 		GitLabRegistryHost: e.GitLabRegistryHost, GitLabRegistryURL: e.GitLabRegistryURL,
-		WorkDir: e.WorkDir,
+		CAFile: e.CAFile, WorkDir: e.WorkDir,
 	}
 }
 
 // Connect builds an Env for an environment started by another process. It
 // owns no process: GitLab and the proxies are nil and Close does nothing, but
 // the image pushers and ECRClient work.
-func Connect(s State) *Env {
-	return &Env{
+func Connect(s State) (*Env, error) {
+	e := &Env{
 		Region: s.Region, AccountID: s.AccountID,
 		AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey,
 		AdminAccessKeyID: s.AdminAccessKeyID, AdminSecretAccessKey: s.AdminSecretAccessKey,
@@ -142,9 +160,17 @@ func Connect(s State) *Env {
 		ECRRegistryEndpoint: s.ECRRegistryEndpoint, ECRPassword: s.ECRPassword,
 		GitLabURL: s.GitLabURL, GitLabToken: s.GitLabToken,
 		GitLabRegistryHost: s.GitLabRegistryHost, GitLabRegistryURL: s.GitLabRegistryURL,
-		WorkDir: s.WorkDir,
-		logf:    func(string, ...any) {},
+		CAFile: s.CAFile, WorkDir: s.WorkDir,
+		logf: func(string, ...any) {},
 	}
+	if s.CAFile != "" {
+		var err error
+		if e.caPEM, err = os.ReadFile(s.CAFile); err != nil {
+			return nil, fmt.Errorf("the environment's CA: %w", err)
+		}
+	}
+	e.client = newClient(e.caPEM)
+	return e, nil
 }
 
 // New starts an Env for a test, fails the test on error and closes it in
@@ -206,6 +232,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 			_ = e.Close()
 		}
 	}()
+	if err := e.makeCA(opts.PlainHTTP); err != nil {
+		return nil, err
+	}
 
 	if err := e.startMoto(ctx, motoBin); err != nil {
 		return nil, err
@@ -231,9 +260,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	e.GitLab = gl
-	// Clients reach the fake through a proxy, which the WAN profile shapes;
-	// the fake hands out the proxy's URL (web URLs, the token realm).
-	if e.GitLabAPIProxy, err = newGuardedProxy(gl.URL, nil, e.wan); err != nil {
+	// The fake listens plain on 127.0.0.1; clients reach it through a TLS
+	// front, which the WAN profile shapes and whose URL the fake hands out
+	// (web URLs, the registry's token realm).
+	if e.GitLabAPIProxy, err = e.newProxy(gl.URL, nil, http2Too, "gitlab.test"); err != nil {
 		return nil, err
 	}
 	gl.URL = e.GitLabAPIProxy.URL
@@ -247,7 +277,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.GitLabProxy, err = newGuardedProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort), gl.ServeRegistryRules, e.wan)
+	e.GitLabProxy, err = e.newProxy(fmt.Sprintf("http://127.0.0.1:%d", glPort), gl.ServeRegistryRules, http2Too, "registry.test")
 	if err != nil {
 		return nil, err
 	}
@@ -294,6 +324,11 @@ func (e *Env) Close() error {
 		if e.GitLabAPIProxy != nil {
 			errs = append(errs, e.GitLabAPIProxy.Close())
 		}
+		e.extraMu.Lock()
+		for _, srv := range e.extraServers {
+			errs = append(errs, srv.Close())
+		}
+		e.extraMu.Unlock()
 		if e.GitLab != nil {
 			errs = append(errs, e.GitLab.Close())
 		}
@@ -324,6 +359,7 @@ func (e *Env) awsConfig(id, secret string) aws.Config {
 	return aws.Config{
 		Region:      e.Region,
 		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""),
+		HTTPClient:  e.HTTPClient(),
 	}
 }
 
@@ -338,6 +374,9 @@ func (e *Env) EnvVars() map[string]string {
 		"GITLAB_TOKEN":                    e.GitLabToken,
 		"IMAGESYNC_ECR_REGISTRY_ENDPOINT": e.ECRRegistryEndpoint,
 		"IMAGESYNC_GITLAB_REGISTRY_URL":   e.GitLabRegistryURL,
+		// Until the provider has attributes for a CA file, Go's system pool
+		// reads the CA from here (it replaces the system bundle).
+		"SSL_CERT_FILE": e.CAFile,
 	}
 }
 

@@ -170,7 +170,10 @@ func TestLocalEnv(t *testing.T) {
 		if _, err := env.ECRClient(ctx, true).DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{}); err != nil {
 			t.Fatalf("admin DescribeRepositories: %v", err)
 		}
-		bad := Connect(env.State())
+		bad, err := Connect(env.State())
+		if err != nil {
+			t.Fatal(err)
+		}
 		bad.AccessKeyID, bad.SecretAccessKey = "AKIAUNKNOWN000000000", "nope"
 		_, err = bad.ECRClient(ctx, false).DescribeRepositories(ctx, &ecr.DescribeRepositoriesInput{})
 		if !errors.As(err, &ae) || ae.ErrorCode() != "UnrecognizedClientException" {
@@ -189,7 +192,7 @@ func TestLocalEnv(t *testing.T) {
 			if c.user != "" {
 				req.SetBasicAuth(c.user, c.pass)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := env.HTTPClient().Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +239,7 @@ func TestLocalEnv(t *testing.T) {
 		get := func() int {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, env.GitLabRegistryURL+"/v2/migration/images/ttl/tags/list", nil)
 			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := env.HTTPClient().Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -287,7 +290,7 @@ func TestLocalEnv(t *testing.T) {
 			if token != "" {
 				req.Header.Set("PRIVATE-TOKEN", token)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := env.HTTPClient().Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -424,7 +427,7 @@ func TestLocalEnv(t *testing.T) {
 		})
 		get := func() (*http.Response, error) {
 			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, env.ECRRegistryEndpoint+"/v2/web/manifests/v1.0", nil)
-			return http.DefaultClient.Do(req)
+			return env.HTTPClient().Do(req)
 		}
 		resp, err := get()
 		if err != nil {
@@ -466,7 +469,10 @@ func TestLocalEnv(t *testing.T) {
 	})
 
 	t.Run("ConnectPushMovesTag", func(t *testing.T) {
-		c := Connect(env.State())
+		c, err := Connect(env.State())
+		if err != nil {
+			t.Fatal(err)
+		}
 		env.ECRProxy.ResetStats()
 		img, err := c.PushECRImage(ctx, "web", "latest", ImageSpec{})
 		if err != nil {
@@ -515,7 +521,7 @@ func TestLocalEnv(t *testing.T) {
 			}
 		}
 		for _, u := range []string{env.ECRAPIEndpoint, env.ECRRegistryEndpoint, env.S3.URL, env.GitLabURL, env.GitLabRegistryURL} {
-			c := http.Client{Timeout: time.Second}
+			c := http.Client{Timeout: time.Second, Transport: env.HTTPClient().Transport}
 			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u+"/", nil)
 			if resp, err := c.Do(req); err == nil {
 				resp.Body.Close()

@@ -51,7 +51,7 @@ func (e *Env) startMoto(ctx context.Context, bin string) error {
 	if err := p.waitReady(ctx, motoURL+"/moto-api/", func(s int) bool { return s < 500 }); err != nil {
 		return err
 	}
-	if e.ECRAPIProxy, err = newGuardedProxy(motoURL, nil, e.wan); err != nil {
+	if e.ECRAPIProxy, err = e.newProxy(motoURL, nil, http1Only, "ecr-api.test"); err != nil {
 		return err
 	}
 	e.ECRAPIProxy.rp.ModifyResponse = e.rewriteECRAPIResponse

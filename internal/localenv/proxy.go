@@ -26,7 +26,9 @@ type Stats struct {
 	ByMethod map[string]int64
 	// ByAction counts AWS JSON-protocol requests by action (the operation
 	// named in X-Amz-Target, e.g. "ListImages"): the ECR API proxy's calls.
-	ByAction        map[string]int64
+	ByAction map[string]int64
+	// ByProto counts requests by protocol ("HTTP/1.1", "HTTP/2.0").
+	ByProto         map[string]int64
 	BytesFromClient int64 // request bodies
 	BytesToClient   int64 // response bodies
 }
@@ -39,19 +41,20 @@ type counters struct {
 	mu       sync.Mutex
 	byMethod map[string]int64
 	byAction map[string]int64
+	byProto  map[string]int64
 }
 
-func (c *counters) request(method string) { c.requestAction(method, "") }
-
-// requestAction counts a request; action is an AWS X-Amz-Target header
-// ("AmazonEC2ContainerRegistry_V20150921.ListImages"), or "".
-func (c *counters) requestAction(method, target string) {
+// count counts a request by method, protocol and the AWS action its
+// X-Amz-Target header names ("AmazonEC2ContainerRegistry_V20150921.ListImages"), if any.
+func (c *counters) count(r *http.Request) {
+	target := r.Header.Get("X-Amz-Target")
 	c.requests.Add(1)
 	c.mu.Lock()
 	if c.byMethod == nil {
-		c.byMethod = map[string]int64{}
+		c.byMethod, c.byProto = map[string]int64{}, map[string]int64{}
 	}
-	c.byMethod[method]++
+	c.byMethod[r.Method]++
+	c.byProto[r.Proto]++
 	if target != "" {
 		if c.byAction == nil {
 			c.byAction = map[string]int64{}
@@ -72,7 +75,7 @@ func awsAction(target string) string {
 
 func (c *counters) stats() Stats {
 	c.mu.Lock()
-	m, a := maps.Clone(c.byMethod), maps.Clone(c.byAction)
+	m, a, p := maps.Clone(c.byMethod), maps.Clone(c.byAction), maps.Clone(c.byProto)
 	c.mu.Unlock()
 	if m == nil {
 		m = map[string]int64{}
@@ -80,13 +83,17 @@ func (c *counters) stats() Stats {
 	if a == nil {
 		a = map[string]int64{}
 	}
-	return Stats{Requests: c.requests.Load(), ByMethod: m, ByAction: a, BytesFromClient: c.in.Load(), BytesToClient: c.out.Load()}
+	if p == nil {
+		p = map[string]int64{}
+	}
+	return Stats{Requests: c.requests.Load(), ByMethod: m, ByAction: a, ByProto: p, BytesFromClient: c.in.Load(), BytesToClient: c.out.Load()}
 }
 
 func (c *counters) reset() {
 	c.mu.Lock()
 	c.byMethod = map[string]int64{}
 	c.byAction = map[string]int64{}
+	c.byProto = map[string]int64{}
 	c.requests.Store(0)
 	c.in.Store(0)
 	c.out.Store(0)
@@ -103,40 +110,46 @@ type guardFunc func(w http.ResponseWriter, r *http.Request) (answered bool)
 // incoming Host header so distribution's absolute Location URLs point back at
 // the proxy, and counts and optionally fails requests.
 type Proxy struct {
-	URL  string // "http://127.0.0.1:P"
+	URL  string // "https://127.0.0.1:P" ("http://" with Options.PlainHTTP)
 	Host string // "127.0.0.1:P"
 
 	backend *url.URL // the registry behind it
 	srv     *http.Server
 	rp      *httputil.ReverseProxy
 	counters
-	fault atomic.Pointer[FaultFunc]
-	guard guardFunc
+	fault    atomic.Pointer[FaultFunc]
+	netFault atomic.Pointer[func(*http.Request) NetFault]
+	guard    guardFunc
+	names    *testNames // answers to a request by a test name name hosts by theirs
+	done     chan struct{}
 }
 
-// NewProxy starts a proxy on a free 127.0.0.1 port forwarding to target.
-func NewProxy(target string) (*Proxy, error) { return newGuardedProxy(target, nil, nil) }
+// NewProxy starts a plain-HTTP proxy on a free 127.0.0.1 port forwarding to
+// target.
+func NewProxy(target string) (*Proxy, error) {
+	return newGuardedProxy(target, nil, nil, http1Only, nil)
+}
 
 // newGuardedProxy is NewProxy with a guard, set before the first request,
-// and its clients' connections behind network (nil: loopback).
-func newGuardedProxy(target string, guard guardFunc, network *wan.Shaper) (*Proxy, error) {
+// served over TLS with s's certificate (plain HTTP when s is nil), its
+// clients' connections behind network (nil: loopback).
+func newGuardedProxy(target string, guard guardFunc, s *servingTLS, protos protocols, network *wan.Shaper) (*Proxy, error) {
 	u, err := url.Parse(target)
 	if err != nil {
 		return nil, err
 	}
-	l, err := listenLocal()
-	if err != nil {
-		return nil, err
-	}
-	l = network.Listen(l)
-	p := &Proxy{Host: l.Addr().String(), backend: u, guard: guard}
-	p.URL = "http://" + p.Host
+	p := &Proxy{backend: u, guard: guard, done: make(chan struct{})}
 	p.rp = &httputil.ReverseProxy{
 		// Only the URL's scheme and host change, not Out.Host (as SetURL would):
-		// the registry sees the proxy's host:port.
+		// the registry sees the proxy's host:port. X-Forwarded-Proto makes
+		// distribution's absolute Location URLs https when the client came
+		// over TLS.
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = u.Scheme
 			pr.Out.URL.Host = u.Host
+			if pr.In.TLS != nil {
+				pr.Out.Header.Set("X-Forwarded-Proto", "https")
+			}
 		},
 		Transport: &http.Transport{
 			Proxy:               nil, // never an HTTP(S)_PROXY from the environment
@@ -153,12 +166,19 @@ func newGuardedProxy(target string, guard guardFunc, network *wan.Shaper) (*Prox
 		},
 	}
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
-	go func() { _ = p.srv.Serve(l) }()
+	if p.URL, err = s.serve(p.srv, "127.0.0.1", protos, network); err != nil {
+		return nil, err
+	}
+	p.Host = hostOf(p.URL)
 	return p, nil
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p.requestAction(r.Method, r.Header.Get("X-Amz-Target"))
+	p.count(r)
+	w = p.names.rename(w, r)
+	if f := p.netFault.Load(); f != nil {
+		w, r, _ = applyNetFault((*f)(r), w, r, p.done)
+	}
 	if f := p.fault.Load(); f != nil {
 		if status, body, fail := (*f)(r); fail {
 			if r.Body != nil {
@@ -194,6 +214,16 @@ func (p *Proxy) SetFault(f func(r *http.Request) (status int, body string, fail 
 	p.fault.Store(&ff)
 }
 
+// SetNetFault decides per request what happens to its connection (stalls,
+// cuts); nil serves every request.
+func (p *Proxy) SetNetFault(f func(r *http.Request) NetFault) {
+	if f == nil {
+		p.netFault.Store(nil)
+		return
+	}
+	p.netFault.Store(&f)
+}
+
 // Stats returns a snapshot of the counters. The ECR proxy's include the
 // layer downloads ECR redirects to the S3 stand-in.
 func (p *Proxy) Stats() Stats { return p.stats() }
@@ -201,8 +231,11 @@ func (p *Proxy) Stats() Stats { return p.stats() }
 // ResetStats zeroes the counters.
 func (p *Proxy) ResetStats() { p.reset() }
 
-// Close stops the proxy.
-func (p *Proxy) Close() error { return shutdown(p.srv) }
+// Close stops the proxy, ending its stalls first.
+func (p *Proxy) Close() error {
+	close(p.done)
+	return shutdown(p.srv)
+}
 
 // shutdown stops srv, waiting up to 2 s for requests in flight.
 func shutdown(srv *http.Server) error {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -30,6 +29,7 @@ const (
 	S3SlowDown                     // 503 SlowDown, as S3 throttles
 	S3InternalError                // 500 InternalError
 	S3CutBody                      // send the headers and half the bytes, then drop the connection
+	S3StallBody                    // send the headers and half the bytes, then nothing; the connection stays open
 )
 
 const (
@@ -40,12 +40,13 @@ const (
 
 // S3 stands in for the bucket behind ECR's layer downloads. The ECR registry
 // answers a blob GET with 307 to a pre-signed URL here, on another host name
-// (localhost instead of 127.0.0.1), so clients meet what they meet on AWS: a
+// (localhost instead of 127.0.0.1, or s3.test for a client that reached the
+// registry as ecr.test), so clients meet what they meet on AWS: a
 // URL that carries its own SigV4 signature and expiry, and a server that
 // refuses a second auth mechanism (an Authorization header). The bytes are
 // streamed from the ECR registry itself.
 type S3 struct {
-	URL    string // "http://localhost:P"; it listens on 127.0.0.1:P
+	URL    string // "https://localhost:P"; it listens on 127.0.0.1:P
 	Bucket string // "prod-<region>-starport-layer-bucket"
 
 	region, account string
@@ -53,6 +54,8 @@ type S3 struct {
 	password        string   // its credential for user AWS
 	client          *http.Client
 	srv             *http.Server
+	names           *testNames
+	done            chan struct{}
 
 	secretKey     string // signs the URLs, as the ECR service role's key would
 	accessKeyID   string
@@ -69,16 +72,11 @@ type S3 struct {
 
 type s3Object struct{ repo, digest string }
 
-func newS3(region, account string, registry *url.URL, password string, network *wan.Shaper) (*S3, error) {
-	l, err := listenLocal()
-	if err != nil {
-		return nil, err
-	}
-	l = network.Listen(l)
-	_, port, _ := net.SplitHostPort(l.Addr().String())
+func newS3(region, account string, registry *url.URL, password string, serving *servingTLS, names *testNames, network *wan.Shaper) (*S3, error) {
 	s := &S3{
-		URL:    "http://localhost:" + port,
 		Bucket: "prod-" + region + "-starport-layer-bucket",
+		names:  names,
+		done:   make(chan struct{}),
 		region: region, account: account, registry: registry, password: password,
 		client:        &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, DisableCompression: true}},
 		secretKey:     randomBase64(30),
@@ -88,7 +86,11 @@ func newS3(region, account string, registry *url.URL, password string, network *
 	}
 	s.lifetime.Store(int64(s3URLLifetime))
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}
-	go func() { _ = s.srv.Serve(l) }()
+	var err error
+	if s.URL, err = serving.serve(s.srv, "localhost", http2Too, network); err != nil {
+		return nil, err
+	}
+	names.add(hostOf(s.URL), "s3.test")
 	return s, nil
 }
 
@@ -121,12 +123,16 @@ func (s *S3) Stats() Stats { return s.stats() }
 // ResetStats zeroes Stats (not the ECR proxy's).
 func (s *S3) ResetStats() { s.reset() }
 
-// Close stops the server.
-func (s *S3) Close() error { return shutdown(s.srv) }
+// Close stops the server, ending its stalls first.
+func (s *S3) Close() error {
+	close(s.done)
+	return shutdown(s.srv)
+}
 
 // presign returns a URL for the layer digest of repo, shaped like ECR's:
-// one object key per layer, SigV4 query parameters, signed for host.
-func (s *S3) presign(repo, digest string, now time.Time) string {
+// one object key per layer, SigV4 query parameters, signed for its host,
+// which is S3's test name when testName is set.
+func (s *S3) presign(repo, digest string, now time.Time, testName bool) string {
 	key := s.objectKey(repo, digest)
 	s.mu.Lock()
 	s.objects[key] = s3Object{repo: repo, digest: digest}
@@ -142,8 +148,12 @@ func (s *S3) presign(repo, digest string, now time.Time) string {
 	}
 	path := "/" + s.Bucket + "/" + key
 	query := canonicalQuery(q)
-	sig := s.signature(http.MethodGet, path, query, strings.TrimPrefix(s.URL, "http://"), amzDate)
-	return s.URL + path + "?" + query + "&X-Amz-Signature=" + sig
+	base := s.URL
+	if testName {
+		base = s.names.url(base)
+	}
+	sig := s.signature(http.MethodGet, path, query, hostOf(base), amzDate)
+	return base + path + "?" + query + "&X-Amz-Signature=" + sig
 }
 
 // objectKey names a layer the way ECR's bucket does
@@ -177,9 +187,9 @@ func (s *S3) signature(method, path, query, host, amzDate string) string {
 }
 
 func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.request(r.Method)
+	s.count(r)
 	if p := s.parent.Load(); p != nil {
-		p.request(r.Method)
+		p.count(r)
 	}
 	cw := &countingWriter{ResponseWriter: w, n: []*atomic.Int64{&s.out}}
 	if p := s.parent.Load(); p != nil {
@@ -207,7 +217,14 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(cw, r, http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again.", "")
 		return
 	}
-	s.serveObject(cw, r, obj, fault == S3CutBody)
+	var out http.ResponseWriter = cw
+	switch fault {
+	case S3CutBody:
+		out, _, _ = applyNetFault(NetCutBody, cw, r, s.done)
+	case S3StallBody:
+		out, _, _ = applyNetFault(NetStallBody, cw, r, s.done)
+	}
+	s.serveObject(out, r, obj)
 }
 
 // checkPresigned verifies the query-string signature and expiry as S3 does,
@@ -257,9 +274,8 @@ func (s *S3) checkPresigned(w http.ResponseWriter, r *http.Request) (s3Object, b
 	return obj, ok
 }
 
-// serveObject streams the layer from the registry, honouring Range; cut
-// drops the connection after half of the bytes.
-func (s *S3) serveObject(w http.ResponseWriter, r *http.Request, obj s3Object, cut bool) {
+// serveObject streams the layer from the registry, honouring Range.
+func (s *S3) serveObject(w http.ResponseWriter, r *http.Request, obj s3Object) {
 	u := *s.registry
 	u.Path = "/v2/" + obj.repo + "/blobs/" + obj.digest
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
@@ -303,19 +319,7 @@ func (s *S3) serveObject(w http.ResponseWriter, r *http.Request, obj s3Object, c
 	if r.Method == http.MethodHead {
 		return
 	}
-	if !cut {
-		_, _ = io.Copy(w, resp.Body)
-		return
-	}
-	half := resp.ContentLength / 2
-	if half <= 0 {
-		half = 32 << 10
-	}
-	_, _ = io.CopyN(w, resp.Body, half)
-	if f, ok := w.(http.Flusher); ok {
-		f.Flush()
-	}
-	panic(http.ErrAbortHandler) // the client sees the connection drop mid-body
+	_, _ = io.Copy(w, resp.Body)
 }
 
 func (s *S3) amzHeaders(h http.Header) {

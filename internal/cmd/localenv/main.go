@@ -1,8 +1,9 @@
 // Command localenv runs the local ECR + GitLab stand-ins (see package
 // internal/localenv) for the demo and manual testing.
 //
-//	go run ./internal/cmd/localenv [-dir .localenv] [-seed=true] [-wan 40ms,200Mbit]
-//	    start everything, write <dir>/env, <dir>/provider.tf, <dir>/state.json,
+//	go run ./internal/cmd/localenv [-dir .localenv] [-seed=true] [-http] [-wan 40ms,200Mbit]
+//	    start everything (HTTPS with a CA made at start; -http: plain HTTP, for
+//	    debugging), write <dir>/env, <dir>/provider.tf, <dir>/state.json,
 //	    run until SIGINT/SIGTERM; -wan puts a WAN in front of every endpoint
 //	go run ./internal/cmd/localenv push -dir .localenv -repo web -tag latest [-oci] [-platforms N] [-size BYTES]
 //	    push a new random image to a running environment's ECR repo:tag and
@@ -65,6 +66,7 @@ func run(args []string) error {
 	seed := fs.Bool("seed", true, "push the sample images to ECR")
 	ttl := fs.Duration("token-ttl", 300*time.Second, "GitLab registry token lifetime")
 	wanFlag := fs.String("wan", "off", "WAN profile in front of every endpoint: same-region, cross-region, gitlab-com, or ROUNDTRIP,RATE[,HOSTRATE] such as 40ms,200Mbit (the sample images are pushed before, at loopback speed)")
+	plain := fs.Bool("http", false, "serve plain HTTP instead of HTTPS (debugging)")
 	_ = fs.Parse(args)
 	profile, err := wan.Parse(*wanFlag)
 	if err != nil {
@@ -76,6 +78,7 @@ func run(args []string) error {
 	env, err := localenv.Start(ctx, localenv.Options{
 		Seed:           *seed,
 		GitLabTokenTTL: *ttl,
+		PlainHTTP:      *plain,
 		Logf:           func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
 	})
 	if err != nil {
@@ -122,13 +125,14 @@ local environment ready
   ECR layer storage     %s  (S3 stand-in: layer GETs are redirected here)
   GitLab API            %s  token %s
   GitLab registry       %s
+  CA certificate        %s
   read-only AWS key     %s
   admin AWS key         %s
   work dir              %s
   network               WAN profile %s
 files: %s/env (source it: it also sets TF_CLI_CONFIG_FILE to run this checkout's provider), %s/provider.tf, %s/state.json
 `, env.ECRAPIEndpoint, env.Region, env.AccountID, env.ECRRegistryEndpoint, env.ECRRegistryName, env.S3.URL,
-		env.GitLabURL, env.GitLabToken, env.GitLabRegistryURL, env.AccessKeyID, env.AdminAccessKeyID, env.WorkDir,
+		env.GitLabURL, env.GitLabToken, env.GitLabRegistryURL, orNone(env.CAFile), env.AccessKeyID, env.AdminAccessKeyID, env.WorkDir,
 		env.WAN(), *dir, *dir, *dir)
 	for _, img := range env.Seeded {
 		fmt.Printf("  seeded %-12s %-8s %s %s\n", img.Repository, img.Tag, img.Digest, img.MediaType)
@@ -156,7 +160,11 @@ func push(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	img, err := localenv.Connect(st).PushECRImage(ctx, *repo, *tag, localenv.ImageSpec{
+	env, err := localenv.Connect(st)
+	if err != nil {
+		return err
+	}
+	img, err := env.PushECRImage(ctx, *repo, *tag, localenv.ImageSpec{
 		OCI: *oci, Platforms: *platforms, OwnLayerSize: *size,
 	})
 	if err != nil {
@@ -180,7 +188,11 @@ func pull(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dig, err := localenv.Connect(st).PullECRImage(ctx, *repo, *tag)
+	env, err := localenv.Connect(st)
+	if err != nil {
+		return err
+	}
+	dig, err := env.PullECRImage(ctx, *repo, *tag)
 	if err != nil {
 		return err
 	}
@@ -196,4 +208,12 @@ func readState(dir string) (localenv.State, error) {
 		return st, fmt.Errorf("reading state (is `go run ./internal/cmd/localenv` running?): %w", err)
 	}
 	return st, json.Unmarshal(b, &st)
+}
+
+// orNone is s, or a note that plain HTTP needs no CA.
+func orNone(s string) string {
+	if s == "" {
+		return "none (plain HTTP)"
+	}
+	return s
 }
