@@ -295,6 +295,10 @@ func (w *workspace) writeProvider(set map[string]string, hcl string) {
 		"gitlab.base_url":       fmt.Sprintf("%q", env.GitLabURL),
 		"gitlab.registry_url":   fmt.Sprintf("%q", env.GitLabRegistryURL),
 	}
+	if env.CAFile != "" {
+		attrs["ecr.custom_ca_bundle"] = fmt.Sprintf("%q", env.CAFile)
+		attrs["gitlab.cacert_file"] = fmt.Sprintf("%q", env.CAFile)
+	}
 	maps.Copy(attrs, set)
 	w.writeRaw(requiredProviders + renderBlock(`provider "imagesync"`, attrs, "") + hcl)
 }

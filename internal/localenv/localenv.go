@@ -38,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -374,15 +375,13 @@ func (e *Env) EnvVars() map[string]string {
 		"GITLAB_TOKEN":                    e.GitLabToken,
 		"IMAGESYNC_ECR_REGISTRY_ENDPOINT": e.ECRRegistryEndpoint,
 		"IMAGESYNC_GITLAB_REGISTRY_URL":   e.GitLabRegistryURL,
-		// Until the provider has attributes for a CA file, Go's system pool
-		// reads the CA from here (it replaces the system bundle).
-		"SSL_CERT_FILE": e.CAFile,
 	}
 }
 
-// ShellExports renders EnvVars as sorted `export K='V'` lines.
+// ShellExports renders EnvVars and CAEnvVars as sorted `export K='V'` lines.
 func (e *Env) ShellExports() string {
 	vars := e.EnvVars()
+	maps.Copy(vars, e.CAEnvVars())
 	keys := make([]string, 0, len(vars))
 	for k := range vars {
 		keys = append(keys, k)
@@ -395,21 +394,58 @@ func (e *Env) ShellExports() string {
 	return b.String()
 }
 
-// ProviderHCL is a provider block for this environment. The GitLab token and
-// the AWS keys are left to the environment (GITLAB_TOKEN, AWS_*).
-func (e *Env) ProviderHCL() string {
+// ProviderHCL is a provider block for this environment, trusting its CA
+// through custom_ca_bundle and cacert_file. The GitLab token and the AWS keys
+// are left to the environment (GITLAB_TOKEN, AWS_*).
+func (e *Env) ProviderHCL() string { return e.ProviderHCLFor(e.Endpoints(), true) }
+
+// ProviderHCLFor is a provider block for the endpoints ep, with the CA
+// attributes when withCA is set (and the environment serves HTTPS).
+func (e *Env) ProviderHCLFor(ep Endpoints, withCA bool) string {
+	ecrCA, gitlabCA := "", ""
+	if withCA && e.CAFile != "" {
+		ecrCA = fmt.Sprintf("    custom_ca_bundle  = %q\n", e.CAFile)
+		gitlabCA = fmt.Sprintf("    cacert_file  = %q\n", e.CAFile)
+	}
 	return fmt.Sprintf(`provider "imagesync" {
   ecr {
     region            = %q
     endpoint          = %q
     registry_endpoint = %q
-  }
+%s  }
   gitlab {
     base_url     = %q
     registry_url = %q
-  }
+%s  }
 }
-`, e.Region, e.ECRAPIEndpoint, e.ECRRegistryEndpoint, e.GitLabURL, e.GitLabRegistryURL)
+`, e.Region, ep.ECRAPI, ep.ECRRegistry, ecrCA, ep.GitLabAPI, ep.GitLabRegistry, gitlabCA)
+}
+
+// Endpoints are the URLs of the environment's five endpoints.
+type Endpoints struct {
+	ECRAPI, ECRRegistry, S3, GitLabAPI, GitLabRegistry string
+}
+
+// Endpoints are the environment's endpoints as it hands them out.
+func (e *Env) Endpoints() Endpoints {
+	ep := Endpoints{ECRAPI: e.ECRAPIEndpoint, ECRRegistry: e.ECRRegistryEndpoint, GitLabAPI: e.GitLabURL, GitLabRegistry: e.GitLabRegistryURL}
+	if e.S3 != nil {
+		ep.S3 = e.S3.URL
+	}
+	return ep
+}
+
+// TestNamed are the endpoints under their names ending in .test (ecr.test,
+// ecr-api.test, s3.test, gitlab.test, registry.test), which only a
+// ForwardProxy resolves: what a client must use to go through the proxy.
+// The S3 URLs the ECR registry hands out and the GitLab registry's token
+// realm follow the name the client used.
+func (e *Env) TestNamed() Endpoints {
+	ep := e.Endpoints()
+	return Endpoints{
+		ECRAPI: e.names.url(ep.ECRAPI), ECRRegistry: e.names.url(ep.ECRRegistry), S3: e.names.url(ep.S3),
+		GitLabAPI: e.names.url(ep.GitLabAPI), GitLabRegistry: e.names.url(ep.GitLabRegistry),
+	}
 }
 
 // MarshalState is State() as indented JSON.

@@ -294,3 +294,14 @@ func (e *Env) badCert(bad BadCert) (tls.Certificate, error) {
 	}
 	return tls.Certificate{}, fmt.Errorf("unknown certificate fault %d", bad)
 }
+
+// CAEnvVars trust the environment's CA through variables alone, for a
+// configuration without the CA attributes: AWS_CA_BUNDLE (the AWS SDK's) for
+// ECR and S3, CI_SERVER_TLS_CA_FILE (what a GitLab runner sets for a GitLab
+// with its own CA) for GitLab. Empty with plain HTTP.
+func (e *Env) CAEnvVars() map[string]string {
+	if e.CAFile == "" {
+		return map[string]string{}
+	}
+	return map[string]string{"AWS_CA_BUNDLE": e.CAFile, "CI_SERVER_TLS_CA_FILE": e.CAFile}
+}

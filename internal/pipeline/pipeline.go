@@ -255,8 +255,15 @@ func (repo *Repo) ciVariables(p Pipeline) (vars map[string]string, unset []strin
 		// endpoints exist only because ECR is local here.
 		"AWS_ACCESS_KEY_ID": env.AccessKeyID, "AWS_SECRET_ACCESS_KEY": env.SecretAccessKey, "AWS_REGION": env.Region,
 		"AWS_ENDPOINT_URL_ECR": env.ECRAPIEndpoint, "IMAGESYNC_ECR_REGISTRY_ENDPOINT": env.ECRRegistryEndpoint,
-		// The local registry speaks plain HTTP; on GitLab, https://$CI_REGISTRY is right and this stays unset.
-		"IMAGESYNC_GITLAB_REGISTRY_URL": env.GitLabRegistryURL,
+	}
+	// The local GitLab has its own CA, as many self-managed ones do: the
+	// runner gives its jobs CI_SERVER_TLS_CA_FILE, and the project sets
+	// AWS_CA_BUNDLE for ECR's side (local here too). Over plain HTTP
+	// (debugging) the registry URL must be given; https://$CI_REGISTRY is right
+	// otherwise.
+	maps.Copy(vars, env.CAEnvVars())
+	if env.CAFile == "" {
+		vars["IMAGESYNC_GITLAB_REGISTRY_URL"] = env.GitLabRegistryURL
 	}
 	if p.Source == "merge_request_event" {
 		vars["CI_MERGE_REQUEST_IID"] = strconv.Itoa(p.MRIID)

@@ -80,6 +80,10 @@ func demo(args []string) error {
 	for k, v := range env.EnvVars() {
 		environ = append(environ, k+"="+v)
 	}
+	// examples/demo configures nothing in HCL: the CA comes from variables too.
+	for k, v := range env.CAEnvVars() {
+		environ = append(environ, k+"="+v)
+	}
 	tf := func(args ...string) (int, error) {
 		fmt.Printf("\n$ %s %s\n", cli.Name(), joinArgs(args))
 		cmd := exec.CommandContext(ctx, cli.Path, args...)
