@@ -109,7 +109,7 @@ func (e *Env) PullECRImage(ctx context.Context, repo, tag string) (string, error
 	}
 	req.SetBasicAuth(user, pass)
 	req.Header.Set("Accept", strings.Join(manifestMediaTypes, ", "))
-	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	resp, err := e.HTTPClient().Do(req)
 	if err != nil {
 		return "", err
 	}
