@@ -31,6 +31,7 @@ import (
 type options struct {
 	repos, tags, runs       int
 	big, small, tenx, scale bool
+	plainHTTP               bool
 	shardsOnly              bool
 	shards, shardsAtOnce    int
 	seedParallel            int
@@ -60,6 +61,7 @@ func main() {
 	flag.StringVar(&o.tools, "tools", "provider,provider-noref,skopeo,skopeo-8,regsync,regsync-8,crane,crane-8", "comma-separated tools to run")
 	flag.BoolVar(&o.verbose, "v", false, "print the tools' output")
 	wanFlag := flag.String("wan", "off", "WAN profile in front of every endpoint for the tools' runs: a name (same-region, cross-region, gitlab-com) or ROUNDTRIP,RATE[,HOSTRATE] such as 40ms,200Mbit; its own report section")
+	flag.BoolVar(&o.plainHTTP, "http", false, "run the local environment over plain HTTP instead of HTTPS, to measure what TLS costs (its own report section)")
 	flag.Parse()
 	var err error
 	if o.wan, err = wan.Parse(*wanFlag); err != nil {
@@ -125,7 +127,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	logf("starting the local environment")
-	env, err := localenv.Start(ctx, localenv.Options{Seed: false, Logf: func(f string, a ...any) {
+	env, err := localenv.Start(ctx, localenv.Options{Seed: false, PlainHTTP: o.plainHTTP, Logf: func(f string, a ...any) {
 		if o.verbose {
 			logf("  "+f, a...)
 		}
@@ -245,17 +247,33 @@ func (b *bench) writeReport(report string) error {
 	return nil
 }
 
-// mode names the report's section: the runs differ in what they measure.
+// mode names the report's section: the runs differ in what they measure,
+// and over plain HTTP in what they pay for TLS.
 func (b *bench) mode() string {
+	mode := "peers"
 	switch {
 	case b.o.scale && b.o.shardsOnly:
-		return "scale-shards"
+		mode = "scale-shards"
 	case b.o.scale:
-		return "scale"
+		mode = "scale"
 	case b.o.small:
-		return "small" + b.wanSuffix()
+		mode = "small"
 	}
-	return "peers" + b.wanSuffix()
+	if b.o.plainHTTP {
+		mode += "-http"
+	}
+	if !b.o.scale {
+		mode += b.wanSuffix()
+	}
+	return mode
+}
+
+// transport says how the environment was reached, for the report.
+func (b *bench) transport() string {
+	if b.o.plainHTTP {
+		return "plain HTTP (`-http`)"
+	}
+	return "HTTPS (TLS 1.3, a local CA; HTTP/2 to S3 and GitLab, HTTP/1.1 to ECR)"
 }
 
 func machine() string {

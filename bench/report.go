@@ -126,7 +126,7 @@ func (b *bench) header(p func(string, ...any)) {
 	for _, t := range []string{"provider", "terraform", "skopeo", "regsync", "crane"} {
 		vs = append(vs, fmt.Sprintf("%s %s", t, b.tools.versions[t]))
 	}
-	p("%s.\n\n", strings.Join(vs, "; "))
+	p("%s. Transport: %s.\n\n", strings.Join(vs, "; "), b.transport())
 }
 
 func (b *bench) coldTable(p func(string, ...any)) {

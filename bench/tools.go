@@ -399,6 +399,10 @@ func (b *bench) tfEnv() []string {
 	for k, v := range b.env.EnvVars() {
 		env = append(env, k+"="+v)
 	}
+	// The configuration names no CA: the variables trust it, as in CI.
+	for k, v := range b.env.CAEnvVars() {
+		env = append(env, k+"="+v)
+	}
 	return env
 }
 
@@ -490,11 +494,10 @@ func (b *bench) prepareSkopeo(procs int) func(ctx context.Context, dir, project 
 		}
 		var jobs []func(context.Context) error
 		for _, y := range yamls {
+			args := append([]string{"sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", "docker"}, b.env.SkopeoTLSFlags("dest-")...)
+			args = append(args, "--dest-creds", "root:"+b.env.GitLabToken, y, b.env.GitLabRegistryHost+"/"+project)
 			jobs = append(jobs, func(ctx context.Context) error {
-				_, err := b.runCmd(ctx, dir, env, filepath.Join(dir, "skopeo.log"), b.tools.skopeo,
-					"sync", "--all", "--preserve-digests", "--src", "yaml", "--dest", "docker",
-					"--dest-tls-verify=false", "--dest-creds", "root:"+b.env.GitLabToken,
-					y, b.env.GitLabRegistryHost+"/"+project)
+				_, err := b.runCmd(ctx, dir, env, filepath.Join(dir, "skopeo.log"), b.tools.skopeo, args...)
 				return err
 			})
 		}
@@ -510,13 +513,15 @@ func (b *bench) writeSkopeoYAML(path string, repos []repoW) error {
 	for _, r := range repos {
 		images[r.name] = r.tags
 	}
-	return writeConfig(path, map[string]any{
-		hostOf(b.env.ECRRegistryEndpoint): map[string]any{
-			"tls-verify":  false,
-			"credentials": map[string]string{"username": "AWS", "password": b.env.ECRPassword},
-			"images":      images,
-		},
-	})
+	registry := map[string]any{
+		"tls-verify":  b.env.CAFile != "",
+		"credentials": map[string]string{"username": "AWS", "password": b.env.ECRPassword},
+		"images":      images,
+	}
+	if dir := b.env.CertDir(); dir != "" {
+		registry["cert-dir"] = dir
+	}
+	return writeConfig(path, map[string]any{hostOf(b.env.ECRRegistryEndpoint): registry})
 }
 
 // skopeoHome is the environment of skopeo runs in dir: a blob-info cache
@@ -590,12 +595,23 @@ func (b *bench) writeRegsyncConfig(path, project string, repos []repoW, parallel
 	return writeConfig(path, map[string]any{
 		"version": 1,
 		"creds": []map[string]string{
-			{"registry": ecrHost, "tls": "disabled", "user": "AWS", "pass": b.env.ECRPassword},
-			{"registry": b.env.GitLabRegistryHost, "tls": "disabled", "user": "root", "pass": b.env.GitLabToken},
+			b.regsyncCreds(ecrHost, "AWS", b.env.ECRPassword),
+			b.regsyncCreds(b.env.GitLabRegistryHost, "root", b.env.GitLabToken),
 		},
 		"defaults": defaults,
 		"sync":     syncs,
 	})
+}
+
+// regsyncCreds is regsync's entry for a registry of the environment: its
+// CA as regcert, or plain HTTP.
+func (b *bench) regsyncCreds(host, user, pass string) map[string]string {
+	creds := map[string]string{"registry": host, "user": user, "pass": pass, "tls": "disabled"}
+	if b.env.CAFile != "" {
+		ca, _ := os.ReadFile(b.env.CAFile)
+		creds["tls"], creds["regcert"] = "enabled", string(ca)
+	}
+	return creds
 }
 
 // ---- crane ----
@@ -608,7 +624,15 @@ func (b *bench) prepareCrane(procs int) func(ctx context.Context, dir, project s
 		if err := os.MkdirAll(cfgDir, 0o700); err != nil {
 			return runSteps{}, err
 		}
+		// crane trusts a CA only through Go's system pool (SSL_CERT_FILE);
+		// --insecure is its plain-HTTP switch.
 		env := append(os.Environ(), "DOCKER_CONFIG="+cfgDir, "HOME="+dir)
+		var insecure []string
+		if b.env.CAFile != "" {
+			env = append(env, "SSL_CERT_FILE="+b.env.CAFile)
+		} else {
+			insecure = []string{"--insecure"}
+		}
 		logPath := filepath.Join(dir, "crane.log")
 		ecrHost := hostOf(b.env.ECRRegistryEndpoint)
 		for _, l := range [][2]string{{ecrHost, "AWS:" + b.env.ECRPassword}, {b.env.GitLabRegistryHost, "root:" + b.env.GitLabToken}} {
@@ -626,8 +650,8 @@ func (b *bench) prepareCrane(procs int) func(ctx context.Context, dir, project s
 		for _, r := range b.w.repos {
 			jobs = append(jobs, func(ctx context.Context) error {
 				for _, tag := range r.tags {
-					if _, err := b.runCmd(ctx, dir, env, logPath, b.tools.crane, "copy", "--insecure",
-						ecrHost+"/"+r.name+":"+tag, b.env.GitLabRegistryHost+"/"+project+"/"+r.name+":"+tag); err != nil {
+					args := append(append([]string{"copy"}, insecure...), ecrHost+"/"+r.name+":"+tag, b.env.GitLabRegistryHost+"/"+project+"/"+r.name+":"+tag)
+					if _, err := b.runCmd(ctx, dir, env, logPath, b.tools.crane, args...); err != nil {
 						return err
 					}
 				}

@@ -70,9 +70,11 @@ func run(m *testing.M) (int, error) {
 
 // workspace is one Terraform working directory with its own state.
 type workspace struct {
-	t   *testing.T
-	dir string
-	env []string
+	t        *testing.T
+	dir      string
+	env      []string
+	provider string // the provider block; the local environment's unless changed
+	hcl      string // the rest of the configuration
 }
 
 // newWorkspace makes a working directory whose configuration is the local
@@ -80,7 +82,7 @@ type workspace struct {
 func newWorkspace(t *testing.T, hcl string) *workspace {
 	t.Helper()
 	skipWithoutEnv(t)
-	w := &workspace{t: t, dir: t.TempDir()}
+	w := &workspace{t: t, dir: t.TempDir(), provider: env.ProviderHCL()}
 	w.env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+cliConfig, "TF_IN_AUTOMATION=1", "TF_INPUT=0", "CHECKPOINT_DISABLE=1")
 	for k, v := range env.EnvVars() {
 		w.env = append(w.env, k+"="+v)
@@ -121,9 +123,19 @@ const requiredProviders = `terraform {
 // write replaces the configuration (the provider block is always there).
 func (w *workspace) write(hcl string) {
 	w.t.Helper()
-	if err := os.WriteFile(filepath.Join(w.dir, "main.tf"), []byte(requiredProviders+env.ProviderHCL()+"\n"+hcl), 0o600); err != nil {
+	w.hcl = hcl
+	if err := os.WriteFile(filepath.Join(w.dir, "main.tf"), []byte(requiredProviders+w.provider+"\n"+hcl), 0o600); err != nil {
 		w.t.Fatal(err)
 	}
+}
+
+// useProvider replaces the provider block, keeping the rest, and adds
+// variables (K=V) to terraform's environment, later ones winning.
+func (w *workspace) useProvider(provider string, vars ...string) {
+	w.t.Helper()
+	w.provider = provider
+	w.env = append(w.env, vars...)
+	w.write(w.hcl)
 }
 
 // command prepares terraform (or tofu) with args in the workspace.

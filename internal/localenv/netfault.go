@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -21,6 +24,55 @@ const (
 	NetStallUpload                  // read half the request body, then stop reading; no answer
 	NetCutBody                      // send the headers and half the body, then drop the connection
 )
+
+// netFaults are an endpoint's NetFault hooks.
+type netFaults struct {
+	mu    sync.Mutex
+	next  int
+	hooks map[int]func(*http.Request) NetFault
+}
+
+func (n *netFaults) set(f func(*http.Request) NetFault) {
+	n.mu.Lock()
+	n.hooks = nil
+	n.mu.Unlock()
+	if f != nil {
+		n.add(f)
+	}
+}
+
+func (n *netFaults) add(f func(*http.Request) NetFault) (remove func()) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.hooks == nil {
+		n.hooks = map[int]func(*http.Request) NetFault{}
+	}
+	id := n.next
+	n.next++
+	n.hooks[id] = f
+	return func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		delete(n.hooks, id)
+	}
+}
+
+// decide asks the hooks in the order they were added; the first fault wins.
+func (n *netFaults) decide(r *http.Request) NetFault {
+	n.mu.Lock()
+	ids := slices.Sorted(maps.Keys(n.hooks))
+	hooks := make([]func(*http.Request) NetFault, len(ids))
+	for i, id := range ids {
+		hooks[i] = n.hooks[id]
+	}
+	n.mu.Unlock()
+	for _, f := range hooks {
+		if fault := f(r); fault != NetServe {
+			return fault
+		}
+	}
+	return NetServe
+}
 
 // maxHold bounds a stall for a client that never gives up, so a forgotten
 // fault cannot hold a test for good.

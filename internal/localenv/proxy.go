@@ -117,11 +117,11 @@ type Proxy struct {
 	srv     *http.Server
 	rp      *httputil.ReverseProxy
 	counters
-	fault    atomic.Pointer[FaultFunc]
-	netFault atomic.Pointer[func(*http.Request) NetFault]
-	guard    guardFunc
-	names    *testNames // answers to a request by a test name name hosts by theirs
-	done     chan struct{}
+	fault     atomic.Pointer[FaultFunc]
+	netFaults netFaults
+	guard     guardFunc
+	names     *testNames // answers to a request by a test name name hosts by theirs
+	done      chan struct{}
 }
 
 // NewProxy starts a plain-HTTP proxy on a free 127.0.0.1 port forwarding to
@@ -176,8 +176,8 @@ func newGuardedProxy(target string, guard guardFunc, s *servingTLS, protos proto
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.count(r)
 	w = p.names.rename(w, r)
-	if f := p.netFault.Load(); f != nil {
-		w, r, _ = applyNetFault((*f)(r), w, r, p.done)
+	if fault := p.netFaults.decide(r); fault != NetServe {
+		w, r, _ = applyNetFault(fault, w, r, p.done)
 	}
 	if f := p.fault.Load(); f != nil {
 		if status, body, fail := (*f)(r); fail {
@@ -215,13 +215,13 @@ func (p *Proxy) SetFault(f func(r *http.Request) (status int, body string, fail 
 }
 
 // SetNetFault decides per request what happens to its connection (stalls,
-// cuts); nil serves every request.
-func (p *Proxy) SetNetFault(f func(r *http.Request) NetFault) {
-	if f == nil {
-		p.netFault.Store(nil)
-		return
-	}
-	p.netFault.Store(&f)
+// cuts), replacing every hook added before; nil serves every request.
+func (p *Proxy) SetNetFault(f func(r *http.Request) NetFault) { p.netFaults.set(f) }
+
+// AddNetFault adds a hook beside the others, for tests that run side by
+// side: the first hook that returns a fault decides. remove takes it out.
+func (p *Proxy) AddNetFault(f func(r *http.Request) NetFault) (remove func()) {
+	return p.netFaults.add(f)
 }
 
 // Stats returns a snapshot of the counters. The ECR proxy's include the

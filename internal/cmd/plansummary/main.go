@@ -25,6 +25,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 )
 
 type options struct {
@@ -149,10 +151,17 @@ func postNote(md string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := target.post(ctx, &http.Client{}, md); err != nil {
+	// A GitLab with its own CA: the runner names its certificate in
+	// CI_SERVER_TLS_CA_FILE, trusted beside the system's, as the provider does.
+	settings, err := network.NewSettings(network.DefaultIdleTimeout,
+		network.CAFile{Path: os.Getenv("CI_SERVER_TLS_CA_FILE"), From: "CI_SERVER_TLS_CA_FILE"})
+	if err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(stdout, "posted the summary on merge request !%s\n", target.MRIID)
+	if err := target.post(ctx, &http.Client{Transport: settings.NewTransport()}, md); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "posted the summary on merge request !%s\n", target.MRIID)
 	return err
 }
 
