@@ -20,7 +20,7 @@ func glTagsAPI(t *testing.T, env *Env, repo, path string) (int, string, string) 
 	}
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, env.GitLabRegistryURL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := env.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

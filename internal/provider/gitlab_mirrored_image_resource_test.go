@@ -127,7 +127,7 @@ func gitlabAPI(t *testing.T, method, path string, out any) {
 		t.Fatal(err)
 	}
 	req.Header.Set("PRIVATE-TOKEN", testEnv.GitLabToken)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testEnv.HTTPClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
