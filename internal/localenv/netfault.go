@@ -103,21 +103,21 @@ func halfOf(length string) int64 {
 }
 
 // applyNetFault prepares a request for fault: it returns the writer and
-// request to serve with, or answered when the fault has dealt with the
-// request itself (a stall before the headers).
-func applyNetFault(fault NetFault, w http.ResponseWriter, r *http.Request, done <-chan struct{}) (http.ResponseWriter, *http.Request, bool) {
+// request to serve with. A stall before the headers never returns: it ends
+// the handler when the client gives up.
+func applyNetFault(fault NetFault, w http.ResponseWriter, r *http.Request, done <-chan struct{}) (http.ResponseWriter, *http.Request) {
 	switch fault {
 	case NetStallHeaders:
 		hold(r.Context(), done)
 		panic(http.ErrAbortHandler) // never a response, not even an empty one
 	case NetStallBody, NetCutBody:
-		return &faultyWriter{ResponseWriter: w, cut: fault == NetCutBody, budget: -1, hold: func() { hold(r.Context(), done) }}, r, false
+		return &faultyWriter{ResponseWriter: w, cut: fault == NetCutBody, budget: -1, hold: func() { hold(r.Context(), done) }}, r
 	case NetStallUpload:
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = &stallingBody{rc: r.Body, budget: halfOf(r.Header.Get("Content-Length")), hold: func() { hold(r.Context(), done) }}
 		}
 	}
-	return w, r, false
+	return w, r
 }
 
 // faultyWriter passes half the response body through, then stalls (holds

@@ -177,7 +177,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.count(r)
 	w = p.names.rename(w, r)
 	if fault := p.netFaults.decide(r); fault != NetServe {
-		w, r, _ = applyNetFault(fault, w, r, p.done)
+		w, r = applyNetFault(fault, w, r, p.done)
 	}
 	if f := p.fault.Load(); f != nil {
 		if status, body, fail := (*f)(r); fail {

@@ -220,9 +220,9 @@ func (s *S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var out http.ResponseWriter = cw
 	switch fault {
 	case S3CutBody:
-		out, _, _ = applyNetFault(NetCutBody, cw, r, s.done)
+		out, _ = applyNetFault(NetCutBody, cw, r, s.done)
 	case S3StallBody:
-		out, _, _ = applyNetFault(NetStallBody, cw, r, s.done)
+		out, _ = applyNetFault(NetStallBody, cw, r, s.done)
 	}
 	s.serveObject(out, r, obj)
 }
