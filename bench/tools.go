@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -606,11 +607,8 @@ func (b *bench) writeRegsyncConfig(path, project string, repos []repoW, parallel
 // regsyncCreds is regsync's entry for a registry of the environment: its
 // CA as regcert, or plain HTTP.
 func (b *bench) regsyncCreds(host, user, pass string) map[string]string {
-	creds := map[string]string{"registry": host, "user": user, "pass": pass, "tls": "disabled"}
-	if b.env.CAFile != "" {
-		ca, _ := os.ReadFile(b.env.CAFile)
-		creds["tls"], creds["regcert"] = "enabled", string(ca)
-	}
+	creds := map[string]string{"registry": host, "user": user, "pass": pass}
+	maps.Copy(creds, b.env.RegctlTLS())
 	return creds
 }
 

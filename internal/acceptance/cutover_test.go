@@ -328,8 +328,9 @@ func regctl(t *testing.T) func(args ...string) string {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	host := strings.TrimPrefix(env.ECRRegistryEndpoint, "http://")
-	run("registry", "set", "--skip-check", "--tls", "disabled", host)
+	host := hostOf(env.ECRRegistryEndpoint)
+	tls := env.RegctlTLS()
+	run("registry", "set", "--skip-check", "--tls", tls["tls"], "--cacert", tls["regcert"], host)
 	run("registry", "login", host, "-u", "AWS", "-p", env.ECRPassword)
 	return run
 }
@@ -338,7 +339,7 @@ func TestCutover_artifactsFromOtherTools(t *testing.T) {
 	project, repo := fixture(t, "tools")
 	v1 := push(t, repo, "v1", localenv.ImageSpec{Platforms: 2})
 	regctl := regctl(t)
-	subject := strings.TrimPrefix(env.ECRRegistryEndpoint, "http://") + "/" + repo + "@" + v1.Digest
+	subject := hostOf(env.ECRRegistryEndpoint) + "/" + repo + "@" + v1.Digest
 	dir := t.TempDir()
 	sbom := filepath.Join(dir, "sbom.json")
 	if err := os.WriteFile(sbom, []byte(`{"spdxVersion":"SPDX-2.3","name":"`+repo+`"}`), 0o600); err != nil {

@@ -342,3 +342,8 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.buf.String()
 }
+
+// hostOf is an endpoint URL's host:port.
+func hostOf(endpoint string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(endpoint, "https://"), "http://")
+}

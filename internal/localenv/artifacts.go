@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +62,9 @@ func (e *Env) RegctlArtifactPut(ctx context.Context, repo, subjectDigest, artifa
 	}
 	defer os.RemoveAll(dir)
 	host := hostOf(e.ECRRegistryEndpoint)
-	conf, _ := json.Marshal(map[string]any{"hosts": map[string]any{host: map[string]string{"tls": "disabled", "user": "AWS", "pass": e.ECRPassword}}})
+	hostConf := map[string]string{"user": "AWS", "pass": e.ECRPassword}
+	maps.Copy(hostConf, e.RegctlTLS())
+	conf, _ := json.Marshal(map[string]any{"hosts": map[string]any{host: hostConf}})
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), conf, 0o600); err != nil {
 		return "", err
 	}

@@ -295,6 +295,15 @@ func (e *Env) badCert(bad BadCert) (tls.Certificate, error) {
 	return tls.Certificate{}, fmt.Errorf("unknown certificate fault %d", bad)
 }
 
+// RegctlTLS is regctl's (and regsync's) host configuration for the
+// environment's registries: "tls", and the CA as "regcert".
+func (e *Env) RegctlTLS() map[string]string {
+	if e.CAFile == "" {
+		return map[string]string{"tls": "disabled"}
+	}
+	return map[string]string{"tls": "enabled", "regcert": string(e.caPEM)}
+}
+
 // CAEnvVars trust the environment's CA through variables alone, for a
 // configuration without the CA attributes: AWS_CA_BUNDLE (the AWS SDK's) for
 // ECR and S3, CI_SERVER_TLS_CA_FILE (what a GitLab runner sets for a GitLab
