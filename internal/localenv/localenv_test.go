@@ -143,7 +143,9 @@ func TestLocalEnv(t *testing.T) {
 			"ECR API": env.ECRAPIEndpoint, "ECR registry": env.ECRRegistryEndpoint, "S3": env.S3.URL,
 			"GitLab API": env.GitLabURL, "GitLab registry": env.GitLabRegistryURL,
 		} {
-			client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+			tr := env.HTTPClient().Transport.(*http.Transport).Clone() // trusts the environment's CA
+			tr.DisableKeepAlives = true
+			client := &http.Client{Transport: tr}
 			t0 := time.Now()
 			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, u+"/", nil)
 			resp, err := client.Do(req)

@@ -282,10 +282,14 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-func (c *conn) SetDeadline(t time.Time) error {
-	_ = c.SetReadDeadline(t)
-	return c.Conn.SetWriteDeadline(t)
-}
+// SetWriteDeadline does not reach the socket: carryOut writes each chunk
+// after its delay, when the caller's Write has long returned, and a deadline
+// meant for that Write would cut the chunks still in flight (crypto/tls sets
+// one of now right after queueing its close_notify, which lost every answer
+// sent before a TLS connection closed).
+func (c *conn) SetWriteDeadline(time.Time) error { return nil }
+
+func (c *conn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
 
 // Close stops reading at once; what was written is still delivered after
 // its delay, then the socket closes.
