@@ -25,9 +25,6 @@ func (r *mirroredImageResource) mirrorImages(ctx context.Context, m *mirroredIma
 		return copied, false
 	}
 	m.ID = types.StringValue(mirroredImageID(*m))
-	if m.CopyBytes.IsUnknown() { // the plan could not read ECR
-		m.CopyBytes = types.Int64Null()
-	}
 	want, referrers, ok := r.plannedContent(ctx, m, diags)
 	if !ok {
 		return copied, false

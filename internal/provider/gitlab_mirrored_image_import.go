@@ -177,7 +177,6 @@ func parseImportID(id string) (mirroredImageModel, string) {
 		DeleteOnDestroy:       types.BoolValue(false),
 		TargetReference:       types.StringNull(),
 		Referrers:             types.MapNull(referrersType.ElemType),
-		CopyBytes:             types.Int64Null(),
 		Timeouts:              timeouts.Value{Object: types.ObjectNull(timeoutAttrTypes())},
 	}
 	if registryID != "" {

@@ -41,7 +41,7 @@ func (r *mirroredImageResource) ModifyPlan(ctx context.Context, req resource.Mod
 	}
 	in := planInput{config: config, prior: prior, private: resp.Private}
 	steps := []func(context.Context, *mirroredImageModel, planInput, *diag.Diagnostics){
-		r.planTarget, r.planImages, r.planReferrers, r.planCopyBytes,
+		r.planTarget, r.planImages, r.planReferrers,
 	}
 	for _, step := range steps {
 		if step(ctx, &plan, in, &resp.Diagnostics); resp.Diagnostics.HasError() {

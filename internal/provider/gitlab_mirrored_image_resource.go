@@ -53,7 +53,6 @@ type mirroredImageModel struct {
 	DeleteOnDestroy       types.Bool     `tfsdk:"delete_on_destroy"`
 	TargetReference       types.String   `tfsdk:"target_reference"`
 	Referrers             types.Map      `tfsdk:"referrers"`
-	CopyBytes             types.Int64    `tfsdk:"copy_bytes"`
 	Timeouts              timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -181,10 +180,6 @@ func (r *mirroredImageResource) Schema(ctx context.Context, _ resource.SchemaReq
 					"index, and referrers. In the plan, what ECR holds for the planned digests; in state, those " +
 					"GitLab holds (checked by digest at refresh). A signature added in ECR later shows here as a change. Null " +
 					"when `copy_referrers` is `false`.",
-			},
-			"copy_bytes": schema.Int64Attribute{
-				Computed:            true,
-				MarkdownDescription: copyBytesDescription,
 			},
 		},
 		Blocks: map[string]schema.Block{
