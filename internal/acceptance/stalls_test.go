@@ -85,7 +85,7 @@ func (f *faultFixture) applyBounded() (int, []diagnostic, time.Duration) {
 
 // addGitLabNetFault adds a connection fault on GitLab's registry for this
 // row, beside the other rows' faults.
-func addGitLabNetFault(t *testing.T, f func(r *http.Request) localenv.NetFault) (lift func()) {
+func addGitLabNetFault(t *testing.T, f func(r *http.Request) localenv.NetFault) (lift func()) { //nolint:unparam // rowRegistryHung lifts early, once it is no longer skipped
 	remove := env.GitLabProxy.AddNetFault(f)
 	t.Cleanup(remove)
 	return remove

@@ -27,7 +27,7 @@ type ForwardProxy struct {
 	srv     *http.Server
 	dialer  net.Dialer
 	plain   *httputil.ReverseProxy
-	refusal atomic.Int32 // 0: serve; else the status every request gets
+	refusal atomic.Int64 // 0: serve; else the status every request gets
 
 	mu      sync.Mutex
 	tunnels map[string]int64 // host name (no port) -> CONNECTs and plain requests
@@ -51,7 +51,7 @@ func StartForwardProxy() (*ForwardProxy, error) {
 
 // Refuse makes the proxy answer every request with status (403 Forbidden,
 // 407 Proxy Authentication Required); 0 serves again.
-func (p *ForwardProxy) Refuse(status int) { p.refusal.Store(int32(status)) }
+func (p *ForwardProxy) Refuse(status int) { p.refusal.Store(int64(status)) }
 
 // Tunnels counts, per target host name, the tunnels opened and the plain
 // requests forwarded since start or ResetTunnels; refused ones count too.

@@ -143,7 +143,7 @@ func TestLocalEnv(t *testing.T) {
 			"ECR API": env.ECRAPIEndpoint, "ECR registry": env.ECRRegistryEndpoint, "S3": env.S3.URL,
 			"GitLab API": env.GitLabURL, "GitLab registry": env.GitLabRegistryURL,
 		} {
-			tr := env.HTTPClient().Transport.(*http.Transport).Clone() // trusts the environment's CA
+			tr := env.HTTPClient().Transport.(*http.Transport).Clone() //nolint:forcetypeassert // HTTPClient builds an *http.Transport; it trusts the environment's CA
 			tr.DisableKeepAlives = true
 			client := &http.Client{Transport: tr}
 			t0 := time.Now()

@@ -61,16 +61,15 @@ func TestTLSAndProtocols(t *testing.T) {
 		p     *Proxy
 		proto string
 	}{{h2, "HTTP/2.0"}, {h1, "HTTP/1.1"}} {
-		resp, err := e.HTTPClient().Get(c.p.URL + "/blob")
+		resp, err := fetch(t, e.HTTPClient(), c.p.URL+"/blob")
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
 		if !strings.HasPrefix(c.p.URL, "https://") || resp.Proto != c.proto || c.p.Stats().ByProto[c.proto] != 1 {
 			t.Errorf("%s: %s, counted %v, want %s", c.p.URL, resp.Proto, c.p.Stats().ByProto, c.proto)
 		}
 	}
-	_, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(mustCA(t).pem)}}).Get(h2.URL + "/blob")
+	_, err := fetch(t, &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS(mustCA(t).pem)}}, h2.URL+"/blob")
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
 		t.Errorf("a client trusting another CA: %v, want an unknown authority", err)
@@ -138,7 +137,10 @@ func TestNetFaults(t *testing.T) {
 		p.ResetStats()
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, p.URL+"/upload", strings.NewReader(strings.Repeat("y", upload)))
-		_, err := e.HTTPClient().Do(req)
+		resp, err := e.HTTPClient().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
 		cancel()
 		if err == nil || ctx.Err() == nil || p.Stats().BytesFromClient != upload/2 {
 			t.Errorf("%v stalled upload: err %v, the proxy read %d of %d bytes, want half", protos, err, p.Stats().BytesFromClient, upload)
@@ -161,7 +163,7 @@ func TestForwardProxy(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = fp.Close() })
 	proxyURL, _ := url.Parse(fp.URL)
-	tr := e.HTTPClient().Transport.(*http.Transport).Clone()
+	tr := e.HTTPClient().Transport.(*http.Transport).Clone() //nolint:forcetypeassert // HTTPClient builds an *http.Transport
 	tr.Proxy = http.ProxyURL(proxyURL)
 	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
@@ -169,20 +171,17 @@ func TestForwardProxy(t *testing.T) {
 	if !strings.HasPrefix(named, "https://svc.test:") {
 		t.Fatalf("test name of %s: %s", p.URL, named)
 	}
-	resp, err := client.Get(named + "/redirect")
+	resp, err := fetch(t, client, named+"/redirect")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); loc != named+"/blob" {
 		t.Errorf("Location %q, want the test name %s/blob", loc, named)
 	}
 	_, port, _ := net.SplitHostPort(be.Listener.Addr().String())
-	resp, err = client.Get("http://plain.test:" + port + "/blob")
-	if err != nil {
+	if _, err = fetch(t, client, "http://plain.test:"+port+"/blob"); err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
 	if got := fp.Tunnels(); got["svc.test"] != 1 || got["plain.test"] != 1 || len(got) != 2 {
 		t.Errorf("tunnels %v, want one to svc.test (kept alive for both requests) and one plain request to plain.test", got)
 	}
@@ -190,7 +189,7 @@ func TestForwardProxy(t *testing.T) {
 	fp.Refuse(http.StatusProxyAuthRequired)
 	tr.CloseIdleConnections()
 	var refused *url.Error
-	if _, err := client.Get(named + "/blob"); !errors.As(err, &refused) || !strings.Contains(err.Error(), "Proxy Authentication Required") {
+	if _, err := fetch(t, client, named+"/blob"); !errors.As(err, &refused) || !strings.Contains(err.Error(), "Proxy Authentication Required") {
 		t.Errorf("refused CONNECT: %v, want Proxy Authentication Required", err)
 	}
 }
@@ -213,13 +212,32 @@ func TestServeBadCert(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.HTTPClient().Get(u + "/blob"); !check(err) {
+		if _, err := fetch(t, e.HTTPClient(), u+"/blob"); !check(err) {
 			t.Errorf("bad certificate %d: %v", bad, err)
 		}
 	}
-	if resp, err := e.HTTPClient().Get(p.URL + "/blob"); err != nil {
+	if _, err := fetch(t, e.HTTPClient(), p.URL+"/blob"); err != nil {
 		t.Errorf("the good endpoint: %v", err)
-	} else {
-		resp.Body.Close()
 	}
+}
+
+// fetched is a response whose body was read and closed.
+type fetched struct {
+	Proto  string
+	Header http.Header
+}
+
+// fetch GETs u with the test's context and closes the body.
+func fetch(t *testing.T, c *http.Client, u string) (fetched, error) {
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, u, nil)
+	if err != nil {
+		return fetched{}, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fetched{}, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return fetched{Proto: resp.Proto, Header: resp.Header}, nil
 }

@@ -160,11 +160,11 @@ func (s *servingTLS) writeCA(dir string) (string, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "certs.d"), 0o755); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "certs.d", "ca.crt"), s.ca.pem, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "certs.d", "ca.crt"), s.ca.pem, 0o600); err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, CAFileName)
-	return path, os.WriteFile(path, s.ca.pem, 0o644)
+	return path, os.WriteFile(path, s.ca.pem, 0o600)
 }
 
 // clientTLS is a client configuration that trusts only the CA in caPEM (nil
