@@ -827,8 +827,12 @@ func TestAccMirroredImage_unreadableTargetKeepsState(t *testing.T) {
 	config := mirroredConfig(project, repo, "")
 	var v2 localenv.Image
 	t.Cleanup(func() { testEnv.GitLabProxy.SetFault(nil) })
+	// Refuse every way of reading the image's tags: a HEAD per tag, and
+	// GitLab's tag listing where the registry serves it.
 	var refuseHeads localenv.FaultFunc = func(r *http.Request) (int, string, bool) {
-		if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/"+repo+"/manifests/") {
+		headOfTag := r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/"+repo+"/manifests/")
+		tagListing := strings.HasPrefix(r.URL.Path, "/gitlab/v1/repositories/") && strings.Contains(r.URL.Path, "/"+repo+"/tags/list")
+		if headOfTag || tagListing {
 			return http.StatusForbidden, "", true
 		}
 		return 0, "", false
