@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"sync"
 
@@ -26,10 +27,39 @@ func (e *Engine) ReadTags(ctx context.Context, image string, tags []string) (map
 	if err != nil {
 		return nil, err
 	}
-	if found, ok := e.listTagDigests(ctx, base, tags); ok {
+	headOf := func(tag string) ref.Ref { return base.SetTag(tag) }
+	listable, digestNamed := splitDigestNamedTags(tags)
+	found, ok := e.listTagDigests(ctx, base, listable)
+	if !ok {
+		return e.headAll(ctx, tags, headOf)
+	}
+	if len(digestNamed) == 0 {
 		return found, nil
 	}
-	return e.headAll(ctx, tags, func(tag string) ref.Ref { return base.SetTag(tag) })
+	answered, err := e.headAll(ctx, digestNamed, headOf)
+	for tag, digest := range answered {
+		found[tag] = digest
+	}
+	return found, err
+}
+
+// digestNamedTag is a tag shaped like a digest (the referrers fallback
+// scheme). GitLab's registry reads such a reference as the digest it names,
+// so the tag never appears in its listing and only a HEAD tells whether
+// GitLab answers it.
+var digestNamedTag = regexp.MustCompile(`^sha256-[a-f0-9]{64}$`)
+
+// splitDigestNamedTags separates the tags a listing can show from those only
+// a HEAD can read.
+func splitDigestNamedTags(tags []string) (listable, digestNamed []string) {
+	for _, tag := range tags {
+		if digestNamedTag.MatchString(tag) {
+			digestNamed = append(digestNamed, tag)
+		} else {
+			listable = append(listable, tag)
+		}
+	}
+	return listable, digestNamed
 }
 
 // HeldManifests reports which digests GitLab's registry holds in image, one
