@@ -130,18 +130,26 @@ func rowS3DownloadStalled(t *testing.T) outcome {
 // idle_timeout and sent again.
 func rowUploadNotRead(t *testing.T) outcome {
 	f := newFaultFixture(t, standardImages(4<<20))
+	return stallGitLabOnce(t, f, localenv.NetStallUpload, "an upload the registry stopped reading", "large upload", func(r *http.Request) bool {
+		large := r.ContentLength < 0 || r.ContentLength >= 1<<20
+		return blobUploads.match(f.image, r) && r.Body != nil && r.Body != http.NoBody && large
+	})
+}
+
+// stallGitLabOnce gives the first GitLab registry request that matches the
+// fault, then holds the apply to ending by itself, complete and converged.
+func stallGitLabOnce(t *testing.T, f *faultFixture, fault localenv.NetFault, what, request string, match func(*http.Request) bool) outcome {
 	var stalled atomic.Bool
 	addGitLabNetFault(t, func(r *http.Request) localenv.NetFault {
-		large := r.ContentLength < 0 || r.ContentLength >= 1<<20
-		if blobUploads.match(f.image, r) && r.Body != nil && r.Body != http.NoBody && large && stalled.CompareAndSwap(false, true) {
-			return localenv.NetStallUpload
+		if match(r) && stalled.CompareAndSwap(false, true) {
+			return fault
 		}
 		return localenv.NetServe
 	})
 	code, diags, took := f.applyBounded()
-	f.expectApplied("apply with an upload the registry stopped reading", code, diags)
+	f.expectApplied("apply with "+what, code, diags)
 	if !stalled.Load() {
-		t.Fatal("no large upload reached GitLab's registry")
+		t.Fatalf("no %s reached GitLab's registry", request)
 	}
 	f.expectConverged()
 	return outcome{first: fmt.Sprintf("exit 0 in %.0fs", took.Seconds()), second: "not needed"}
@@ -189,18 +197,7 @@ func rowRegistryHung(t *testing.T) outcome {
 // idle_timeout and asked again.
 func rowManifestHeadStalls(t *testing.T) outcome {
 	f := newFaultFixture(t, standardImages(64<<10))
-	var stalled atomic.Bool
-	addGitLabNetFault(t, func(r *http.Request) localenv.NetFault {
-		if r.Method == http.MethodHead && strings.HasPrefix(r.URL.Path, "/v2/"+f.image+"/manifests/") && stalled.CompareAndSwap(false, true) {
-			return localenv.NetStallHeaders
-		}
-		return localenv.NetServe
+	return stallGitLabOnce(t, f, localenv.NetStallHeaders, "a stalled manifest HEAD", "manifest HEAD", func(r *http.Request) bool {
+		return r.Method == http.MethodHead && strings.HasPrefix(r.URL.Path, "/v2/"+f.image+"/manifests/")
 	})
-	code, diags, took := f.applyBounded()
-	f.expectApplied("apply with a stalled manifest HEAD", code, diags)
-	if !stalled.Load() {
-		t.Fatal("no manifest HEAD reached GitLab's registry")
-	}
-	f.expectConverged()
-	return outcome{first: fmt.Sprintf("exit 0 in %.0fs", took.Seconds()), second: "not needed"}
 }
