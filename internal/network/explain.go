@@ -44,6 +44,18 @@ type Failure struct {
 	Status int
 }
 
+// NeedsSettingsChange reports a failure no wait or retry gets past: the
+// certificate cannot be trusted, the server speaks plain HTTP, or the proxy
+// refuses the host. Only a change of the configuration (a CA, a host name,
+// a URL, the proxy's policy) fixes it.
+func (f Failure) NeedsSettingsChange() bool {
+	switch f.Kind {
+	case KindUnknownAuthority, KindHostname, KindExpired, KindCertificate, KindPlainHTTP, KindProxyRefused:
+		return true
+	}
+	return false
+}
+
 // Explain recognises a connection failure anywhere in err's chain; ok is
 // false when err is not one (a registry's answer, a cancelled context).
 func Explain(err error) (f Failure, ok bool) {

@@ -200,3 +200,20 @@ func TestHostIsTheInnermostRequests(t *testing.T) {
 	err := &url.Error{Op: "Head", URL: "https://registry.corp.example/v2/a/manifests/v1", Err: fmt.Errorf("getting a token: %w", login)}
 	wantFailure(t, err, KindUnknownAuthority, "gitlab.corp.example", "gitlab.corp.example is signed by an unknown authority")
 }
+
+// TestNeedsSettingsChange: certificates, plain HTTP and a proxy's refusal
+// are fixed by the configuration; a server away or stalled may come back.
+func TestNeedsSettingsChange(t *testing.T) {
+	settings := []Kind{KindUnknownAuthority, KindHostname, KindExpired, KindCertificate, KindPlainHTTP, KindProxyRefused}
+	passing := []Kind{KindUnknown, KindDNS, KindRefused, KindConnectTimeout, KindReset, KindProxyUnreachable, KindStall}
+	for _, k := range settings {
+		if !(Failure{Kind: k}).NeedsSettingsChange() {
+			t.Errorf("kind %d: want a settings change", k)
+		}
+	}
+	for _, k := range passing {
+		if (Failure{Kind: k}).NeedsSettingsChange() {
+			t.Errorf("kind %d: may pass by itself, want no settings change", k)
+		}
+	}
+}

@@ -19,6 +19,9 @@ type StallError struct {
 	Host  string
 	Phase string // what the request was doing, e.g. "reading the response body"
 	Idle  time.Duration
+	// Sent is when the request was sent: requests sent before an earlier
+	// stall was seen stalled with it (one HTTP/2 connection, one outage).
+	Sent time.Time
 }
 
 func (e *StallError) Error() string {
@@ -95,6 +98,7 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 type watch struct {
 	host  string
 	idle  time.Duration
+	sent  time.Time
 	timer *time.Timer
 
 	mu       sync.Mutex
@@ -105,7 +109,7 @@ type watch struct {
 }
 
 func newWatch(host string, idle time.Duration, cancel context.CancelFunc) *watch {
-	w := &watch{host: host, idle: idle, phase: phaseConnecting, cancel: cancel}
+	w := &watch{host: host, idle: idle, sent: time.Now(), phase: phaseConnecting, cancel: cancel}
 	w.timer = time.AfterFunc(idle, w.fire)
 	return w
 }
@@ -158,7 +162,7 @@ func (w *watch) stallOr(err error) error {
 		if !fired {
 			phase = phaseWaiting
 		}
-		return &StallError{Host: w.host, Phase: phase, Idle: w.idle}
+		return &StallError{Host: w.host, Phase: phase, Idle: w.idle, Sent: w.sent}
 	}
 	return err
 }
