@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,8 +42,10 @@ type blobRegistries struct {
 	// resetDownloads blob GETs are reset (RST_STREAM) halfway.
 	overHTTP2      bool
 	resetDownloads int
-	// hangHeads: GitLab takes HEAD requests and never answers.
-	hangHeads bool
+	// hangHeads: GitLab takes HEAD requests and never answers, until
+	// answerHeads is set.
+	hangHeads   bool
+	answerHeads atomic.Bool
 
 	mu       sync.Mutex
 	calls    map[string]int
@@ -124,7 +127,7 @@ func (b *blobRegistries) serveECR(w http.ResponseWriter, r *http.Request) {
 
 func (b *blobRegistries) serveGitLab(w http.ResponseWriter, r *http.Request) {
 	n := b.count("GitLab", r)
-	if r.Method == http.MethodHead && b.hangHeads {
+	if r.Method == http.MethodHead && b.hangHeads && !b.answerHeads.Load() {
 		<-b.release
 		return
 	}
@@ -283,8 +286,8 @@ func TestHungRegistryStalledTwice(t *testing.T) {
 	if SideOf(err) != SideGitLab || !errors.As(err, &stall) || stall.Phase != "waiting for the response headers" {
 		t.Fatalf("error %v; want GitLab's stall waiting for the headers", err)
 	}
-	if b.calls["GitLab HEAD"] != maxStallsPerCall {
-		t.Errorf("GitLab got %d HEADs; want %d", b.calls["GitLab HEAD"], maxStallsPerCall)
+	if b.calls["GitLab HEAD"] != maxStallsPerHost {
+		t.Errorf("GitLab got %d HEADs; want %d", b.calls["GitLab HEAD"], maxStallsPerHost)
 	}
 	if isTransient(err) {
 		t.Errorf("a registry that stalled twice in a row is asked again: %v", err)

@@ -134,24 +134,17 @@ type recorder struct {
 	failures    int
 	stalls      int
 	resumedFrom []int64
+	// budget counts the stalls of the copy the call belongs to.
+	budget *stallBudget
 }
 
-// maxStallsPerCall bounds the requests of one call that may stall: the
-// first may be a dropped flow, a second in a row a server that hangs, and
-// each costs idle_timeout, so regclient's further retries are not sent.
-const maxStallsPerCall = 2
-
-// errStalledOut is a request not sent because its call stalled too often.
-var errStalledOut = fmt.Errorf("not sent: %d requests of this call stalled already", maxStallsPerCall)
-
-// stalledOut reports a call whose requests stalled maxStallsPerCall times.
-func (r *recorder) stalledOut() bool {
+// refuse is the error for a request to host when the call's copy has spent
+// its stalls on it (see stallBudget).
+func (r *recorder) refuse(host string) error {
 	if r == nil {
-		return false
+		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stalls >= maxStallsPerCall
+	return r.budget.refuse(host)
 }
 
 type recorderKey struct{}
@@ -164,18 +157,25 @@ func (r *recorder) record(e *RegistryError) {
 
 // connFailed keeps a connection failure of side. An error the network
 // package does not recognise is left out: an upload that fails because its
-// source (the ECR download) broke off is the source's failure.
-func (r *recorder) connFailed(side Side, err error) {
-	if _, ok := network.Explain(err); !ok || side == "" {
-		return
+// source (the ECR download) broke off is the source's failure. spent is the
+// stall that used up the copy's budget on its host, if err is one.
+func (r *recorder) connFailed(side Side, err error) (spent *network.StallError) {
+	var refused *stalledHostError
+	if _, ok := network.Explain(err); !ok || side == "" || errors.As(err, &refused) {
+		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.conn = &ConnectionError{Side: side, Cause: err}
 	r.failures++
-	if errors.As(err, new(*network.StallError)) {
+	var stall *network.StallError
+	if errors.As(err, &stall) {
 		r.stalls++
+		if r.budget.note(stall) {
+			return stall
+		}
 	}
+	return nil
 }
 
 // noteResume keeps where a request asks to resume from: the engine sends no
@@ -211,7 +211,7 @@ func recorderFrom(ctx context.Context) *recorder {
 // call runs one regclient operation against side's registry and, when it
 // fails, attaches what the registry answered, or else which side failed.
 func call(ctx context.Context, side Side, op func(context.Context) error) error {
-	rec := &recorder{}
+	rec := &recorder{budget: stallBudgetFrom(ctx)}
 	err := op(context.WithValue(ctx, recorderKey{}, rec))
 	if err == nil {
 		return nil
@@ -247,11 +247,11 @@ type ConnectionError struct {
 }
 
 // stalledOut is a call that gave up because its requests kept stalling: a
-// server that stalled twice in a row hangs, and another attempt would cost
-// two more idle timeouts for the same answer.
+// server that stalled twice hangs, and another attempt would cost more idle
+// timeouts for the same answer.
 func stalledOut(err error) bool {
 	var ce *ConnectionError
-	return errors.As(err, &ce) && ce.Stalls >= maxStallsPerCall
+	return errors.As(err, &ce) && ce.Stalls >= maxStallsPerHost
 }
 
 func (c *ConnectionError) Error() string {

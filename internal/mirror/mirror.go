@@ -78,6 +78,7 @@ func (e *Engine) Mirror(ctx context.Context, req Request) Result {
 	if len(byDigest) == 0 && len(req.Referrers) == 0 {
 		return res
 	}
+	ctx = withStallBudget(ctx)
 	c, err := e.newCopier(ctx, req)
 	if err != nil {
 		for _, tags := range byDigest {
@@ -178,8 +179,9 @@ func (e *Engine) copyDigest(ctx context.Context, c *copier, dig string, tags []s
 }
 
 // withRetries runs op on a fresh copier, once more when it fails on the way
-// (throttling past regclient's own retries, a 5xx, a broken stream); each
-// attempt skips what landed. It returns the last copier and all stats.
+// (throttling past regclient's own retries, a 5xx, a broken stream), but
+// not when a host stalled the copy's budget away; each attempt skips what
+// landed. It returns the last copier and all stats.
 func (e *Engine) withRetries(ctx context.Context, c *copier, what string, op func(*copier) error) (*copier, Stats, error) {
 	var (
 		st  Stats
@@ -192,6 +194,9 @@ func (e *Engine) withRetries(ctx context.Context, c *copier, what string, op fun
 		st.add(cp.stats)
 		if err == nil || ctx.Err() != nil || !isTransient(err) {
 			break
+		}
+		if why, ends := stallBudgetFrom(ctx).endsCopy(err); ends {
+			return cp, st, fmt.Errorf("%w; %s", err, why)
 		}
 		if attempt == maxAttempts {
 			return cp, st, fmt.Errorf("%w; the copy was tried %d times", err, maxAttempts)

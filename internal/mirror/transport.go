@@ -38,6 +38,9 @@ type registryTransport struct {
 	ecr        *ecrLogin
 	gitlab     *gitlabTokens
 
+	// hung are the hosts that stalled a copy's budget away.
+	hung hungHosts
+
 	mu          sync.RWMutex
 	gitlabHosts map[string]bool
 	ecrHosts    map[string]bool // endpoint overrides (tests, proxies)
@@ -84,40 +87,63 @@ func (t *registryTransport) redirectedFrom(req *http.Request) Side {
 
 func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rec := recorderFrom(req.Context())
-	if rec.stalledOut() {
-		return nil, errStalledOut
+	host := req.URL.Host
+	if err := rec.refuse(host); err != nil {
+		return nil, err
 	}
-	side := t.sideOf(req)
-	var (
-		resp *http.Response
-		err  error
-	)
-	switch side {
-	case SideECR:
-		resp, err = t.ecr.roundTrip(t.ecrBase, req)
-	case SideGitLab:
-		resp, err = t.gitlab.roundTrip(t.gitlabBase, req)
-	default:
-		side = t.redirectedFrom(req)
-		resp, err = t.baseOf(side).RoundTrip(req)
+	probe, err := t.hung.admit(host)
+	if err != nil {
+		return nil, err
 	}
+	side, resp, err := t.send(req)
+	t.hung.settle(host, probe, err == nil)
 	if err == nil {
 		normalizeRetryAfter(resp)
-		resp.Body = &resumableBody{ReadCloser: resp.Body, rec: rec, side: side, req: req}
+		resp.Body = &resumableBody{ReadCloser: resp.Body, rec: rec, t: t, side: side, req: req}
 	}
 	if rec != nil && side != "" && !isUploadCancel(req) {
-		rec.noteResume(req)
-		switch {
-		case err != nil:
-			rec.record(nil)
-			rec.connFailed(side, err)
-		case resp.StatusCode >= 400:
-			rec.record(registryErrorFrom(side, req, resp))
-		case resp.StatusCode < 300:
-			rec.record(nil)
-		}
+		t.record(rec, side, req, resp, err)
 	}
 	return resp, err
+}
+
+// send sends req with its side's credentials; a request of neither side (a
+// redirect) goes bare over the transport of the side that sent it there,
+// which is the side it counts for.
+func (t *registryTransport) send(req *http.Request) (Side, *http.Response, error) {
+	switch side := t.sideOf(req); side {
+	case SideECR:
+		resp, err := t.ecr.roundTrip(t.ecrBase, req)
+		return side, resp, err
+	case SideGitLab:
+		resp, err := t.gitlab.roundTrip(t.gitlabBase, req)
+		return side, resp, err
+	}
+	side := t.redirectedFrom(req)
+	resp, err := t.baseOf(side).RoundTrip(req)
+	return side, resp, err
+}
+
+// record keeps the outcome of req for its call.
+func (t *registryTransport) record(rec *recorder, side Side, req *http.Request, resp *http.Response, err error) {
+	rec.noteResume(req)
+	switch {
+	case err != nil:
+		rec.record(nil)
+		t.connFailed(rec, side, err)
+	case resp.StatusCode >= 400:
+		rec.record(registryErrorFrom(side, req, resp))
+	case resp.StatusCode < 300:
+		rec.record(nil)
+	}
+}
+
+// connFailed records a connection failure, and marks its host hung when
+// it used up the copy's stall budget.
+func (t *registryTransport) connFailed(rec *recorder, side Side, err error) {
+	if stall := rec.connFailed(side, err); stall != nil {
+		t.hung.mark(stall)
+	}
 }
 
 // resumableBody reports a body whose connection stalled or broke to
@@ -127,6 +153,7 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 type resumableBody struct {
 	io.ReadCloser
 	rec  *recorder
+	t    *registryTransport
 	side Side
 	req  *http.Request
 }
@@ -140,7 +167,7 @@ func (b *resumableBody) Read(p []byte) (int, error) {
 		if _, known := network.Explain(err); !known {
 			err = &network.BrokenError{Host: b.req.URL.Host, Err: err}
 		}
-		b.rec.connFailed(b.side, err)
+		b.t.connFailed(b.rec, b.side, err)
 	}
 	return n, io.ErrUnexpectedEOF
 }
