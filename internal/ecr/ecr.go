@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
@@ -89,6 +90,25 @@ type Credential struct {
 	RefreshAt time.Time
 }
 
+// newRetryer is the SDK's adaptive retryer, which slows the client down when
+// ECR throttles so a large migration does not push a production registry
+// past its quotas, except that a stall is not tried again: a server that
+// sent nothing for idle_timeout would cost that again on every attempt.
+func newRetryer() aws.Retryer {
+	return retry.NewAdaptiveMode(func(o *retry.AdaptiveModeOptions) {
+		o.StandardOptions = append(o.StandardOptions, func(so *retry.StandardOptions) {
+			so.Retryables = append([]retry.IsErrorRetryable{retry.IsErrorRetryableFunc(stallNotRetried)}, so.Retryables...)
+		})
+	})
+}
+
+func stallNotRetried(err error) aws.Ternary {
+	if f, ok := network.Explain(err); ok && f.Kind == network.KindStall {
+		return aws.FalseTernary
+	}
+	return aws.UnknownTernary
+}
+
 // New builds a client on the AWS SDK's default credential chain.
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	var loadOpts []func(*awsconfig.LoadOptions) error
@@ -98,9 +118,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Profile != "" {
 		loadOpts = append(loadOpts, awsconfig.WithSharedConfigProfile(cfg.Profile))
 	}
-	// Adaptive retries slow the client down when ECR throttles, so a large
-	// migration does not push a production registry past its quotas.
-	loadOpts = append(loadOpts, awsconfig.WithRetryMode(aws.RetryModeAdaptive))
+	loadOpts = append(loadOpts, awsconfig.WithRetryer(newRetryer))
 	// The SDK's own client, so that it still adds AWS_CA_BUNDLE (to the pool
 	// set here, which holds the system's CAs too) and ends reads that stall.
 	loadOpts = append(loadOpts, awsconfig.WithHTTPClient(awshttp.NewBuildableClient().

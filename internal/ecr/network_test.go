@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,10 +19,16 @@ import (
 // settings and static credentials.
 func apiClient(t *testing.T, endpoint string, nets network.Settings) *Client {
 	t.Helper()
+	t.Setenv("AWS_MAX_ATTEMPTS", "1")
+	return apiClientWithRetries(t, endpoint, nets)
+}
+
+// apiClientWithRetries is apiClient with the SDK's own number of attempts.
+func apiClientWithRetries(t *testing.T, endpoint string, nets network.Settings) *Client {
+	t.Helper()
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_MAX_ATTEMPTS", "1")
 	c, err := New(context.Background(), Config{Region: "eu-west-1", Endpoint: endpoint, Network: nets})
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +69,19 @@ func TestAPITrustsTheCustomCABundle(t *testing.T) {
 	t.Setenv("AWS_CA_BUNDLE", caFile)
 	if err := listRepositories(t, apiClient(t, srv.URL, nets)); err != nil {
 		t.Errorf("with AWS_CA_BUNDLE set too: %v", err)
+	}
+}
+
+// TestAPIStallNotRetried: with the SDK's default attempts, an ECR API that
+// never answers gets one request, not one idle timeout per attempt.
+func TestAPIStallNotRetried(t *testing.T) {
+	release := make(chan struct{})
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { requests.Add(1); <-release }))
+	t.Cleanup(func() { close(release); srv.Close() })
+	err := listRepositories(t, apiClientWithRetries(t, srv.URL, network.Settings{IdleTimeout: time.Second}))
+	if f, ok := network.Explain(err); !ok || f.Kind != network.KindStall || requests.Load() != 1 {
+		t.Errorf("error %v explained as %+v after %d requests; want a stall after one", err, f, requests.Load())
 	}
 }
 
