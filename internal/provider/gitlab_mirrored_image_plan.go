@@ -14,6 +14,7 @@ import (
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
 	"github.com/imagesync/terraform-provider-imagesync/internal/mirror"
+	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 )
 
 // ModifyPlan makes the plan say exactly what apply will do: the GitLab
@@ -65,9 +66,11 @@ type planInput struct {
 // switched off, throttled, the repository deleted): the plan still shows a
 // change, so a drift check is never green without ECR, while refresh,
 // destroy (whose first step is such a plan) and removal keep working. A new
-// resource gets the error.
-func ecrUnreadable(plan *mirroredImageModel, in planInput, diags *diag.Diagnostics, errDiag diag.Diagnostic) {
-	if in.prior == nil || !in.prior.SourceRepository.Equal(plan.SourceRepository) {
+// resource gets the error, and so does a connection the configuration must
+// fix (an untrusted certificate, a proxy's refusal): no later apply gets past it.
+func ecrUnreadable(plan *mirroredImageModel, in planInput, diags *diag.Diagnostics, err error, errDiag diag.Diagnostic) {
+	f, connFailed := network.Explain(err)
+	if in.prior == nil || !in.prior.SourceRepository.Equal(plan.SourceRepository) || connFailed && f.NeedsSettingsChange() {
 		diags.Append(errDiag)
 		return
 	}
@@ -117,7 +120,7 @@ func (r *mirroredImageResource) planImages(ctx context.Context, plan *mirroredIm
 	}
 	images, leftOut, err := r.sourceImages(ctx, *plan)
 	if err != nil {
-		ecrUnreadable(plan, in, diags, sourceDiag(plan.SourceRepository.ValueString(), err))
+		ecrUnreadable(plan, in, diags, err, sourceDiag(plan.SourceRepository.ValueString(), err))
 		return
 	}
 	if len(leftOut) > 0 {
@@ -209,7 +212,7 @@ func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirrore
 	}
 	refs, err := r.sourceReferrers(ctx, *plan, images, readPlatforms(ctx, in.private))
 	if err != nil {
-		ecrUnreadable(plan, in, diags, diag.NewAttributeErrorDiagnostic(path.Root("referrers"), "Cannot List Referrers in ECR",
+		ecrUnreadable(plan, in, diags, err, diag.NewAttributeErrorDiagnostic(path.Root("referrers"), "Cannot List Referrers in ECR",
 			failureDetail(fmt.Sprintf("listing the signatures and SBOMs of %q in ECR", plan.SourceRepository.ValueString()), err, r.data.redactor)))
 		return
 	}
