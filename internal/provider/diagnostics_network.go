@@ -66,7 +66,8 @@ func networkFix(s sideSettings, f network.Failure) string {
 	case network.KindStall:
 		return "The connection stopped making progress: a NAT gateway, firewall or proxy that dropped an idle flow, or an " +
 			"overloaded server. Within its retries the provider resumed downloads from the last byte received and sent " +
-			"uploads again. Apply again: only what is still missing is copied. Raise idle_timeout if the server is only slow."
+			"uploads again; a host that stalled twice in one resource's copy is not asked again by it. Apply again: only " +
+			"what is still missing is copied. Raise idle_timeout if the server is only slow."
 	}
 	return "Something on the way ended the connection (a proxy, a firewall or a load balancer). Apply again: only what is still missing is copied."
 }

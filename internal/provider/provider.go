@@ -178,7 +178,8 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 				Optional: true,
 				MarkdownDescription: fmt.Sprintf("How long a connection to ECR, S3 or GitLab may make no progress (send "+
 					"nothing, or read nothing of an upload) before the request is given up; a layer download is then resumed "+
-					"from the last byte received. Also the limit on waiting for an answer's headers. A duration such as "+
+					"from the last byte received. Also the limit on waiting for an answer's headers. A resource stops asking a "+
+					"host that stalled twice, so a host that never answers costs it about twice this. A duration such as "+
 					"`90s` or `2m`, at least `%s`; default `%s`.", minIdleTimeout, network.DefaultIdleTimeout),
 				Validators: []validator.String{durationValidator{min: minIdleTimeout}},
 			},
