@@ -67,6 +67,16 @@ func (b *stallBudget) note(stall *network.StallError) (spent bool) {
 	return b.stalls[stall.Host] >= maxStallsPerHost
 }
 
+// spend uses up the budget on stall's host at once: a probe of a host known
+// hung stalled, so the copy need not find out twice for itself.
+func (b *stallBudget) spend(stall *network.StallError) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stalls[stall.Host] = max(b.stalls[stall.Host], maxStallsPerHost)
+	b.seen[stall.Host] = time.Now()
+	b.last[stall.Host] = stall
+}
+
 // refuse is the error for a request to host once host used up the budget.
 func (b *stallBudget) refuse(host string) error {
 	if b == nil {
@@ -110,7 +120,8 @@ func (e *stalledHostError) Unwrap() error { return e.Stall }
 
 // hungHosts are the hosts that used up a copy's stall budget. A request to
 // one fails at once, except one at a time that goes as a probe: when it is
-// answered, the host is used again.
+// answered, the host is used again; when it stalls, its copy's budget on the
+// host is spent, so a copy after the first costs one idle_timeout at most.
 type hungHosts struct {
 	mu    sync.Mutex
 	hosts map[string]*hungHost

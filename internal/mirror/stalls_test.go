@@ -50,28 +50,34 @@ func TestStallBudgetSpansTheCopy(t *testing.T) {
 
 // TestHungHostProbedUntilItAnswers: a host that spent a copy's budget is
 // hung for every copy of the engine: one request at a time goes to it as a
-// probe, the others fail at once, and once it answers it is used again.
+// probe, the others fail at once, a copy whose probe stalls ends after that
+// one stall, and once the host answers it is used again.
 func TestHungHostProbedUntilItAnswers(t *testing.T) {
 	b, c := newBlobRegistries(t, created, func(b *blobRegistries) { b.hangHeads, b.idle = true, testIdle })
-	_ = c.placeBlob(withStallBudget(context.Background()), b.desc)
+	placeBlob := func() error {
+		ctx := withStallBudget(context.Background())
+		_, _, err := c.e.withRetries(ctx, c, "blob", func(cp *copier) error { return cp.placeBlob(ctx, b.desc) })
+		return err
+	}
+	_ = placeBlob()
 	probed := make(chan error, 1)
-	go func() { probed <- c.placeBlob(withStallBudget(context.Background()), b.desc) }()
+	go func() { probed <- placeBlob() }()
 	for deadline := time.Now().Add(30 * time.Second); b.heads() <= maxStallsPerHost; {
 		if time.Now().After(deadline) {
 			t.Fatal("the other copy sent no probe to the hung host")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	expectRefusedAsStall(t, "a copy while the probe is out", c.placeBlob(withStallBudget(context.Background()), b.desc))
-	if got := b.heads(); got != maxStallsPerHost+1 {
-		t.Errorf("GitLab got %d HEADs; want %d: only the probe while the host is hung", got, maxStallsPerHost+1)
-	}
-	b.answerHeads.Store(true)
+	expectRefusedAsStall(t, "a copy while the probe is out", placeBlob())
 	if err := <-probed; err == nil {
 		t.Error("the probe sent while the host hung succeeded")
 	}
+	if got := b.heads(); got != maxStallsPerHost+1 {
+		t.Errorf("GitLab got %d HEADs; want %d: the probe alone, and its copy not tried again", got, maxStallsPerHost+1)
+	}
+	b.answerHeads.Store(true)
 	for i := range 2 {
-		if err := c.placeBlob(withStallBudget(context.Background()), b.desc); err != nil {
+		if err := placeBlob(); err != nil {
 			t.Errorf("copy %d once the host answers again: %v", i+1, err)
 		}
 	}

@@ -104,6 +104,10 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if rec != nil && side != "" && !isUploadCancel(req) {
 		t.record(rec, side, req, resp, err)
 	}
+	var stall *network.StallError
+	if probe && rec != nil && errors.As(err, &stall) {
+		rec.budget.spend(stall) // still hung: this copy need not find out twice
+	}
 	return resp, err
 }
 
