@@ -435,15 +435,63 @@ resource "imagesync_gitlab_mirrored_image" "m" {
 	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
 }
 
-// ECR refuses its registry token at apply, after the plan was made: the
-// apply says so, records only what GitLab holds, and the next one converges.
-// (With copy_referrers on, the plan Terraform makes again at apply needs the
-// token already and fails there, naming the same permission.)
+// ECR refuses its registry token at apply, after the plan was made. The plan
+// Terraform makes again at apply needs the token already (to add up
+// copy_bytes, and with copy_referrers to list the referrers), so it fails
+// there, naming the permission, before anything is changed: the state stands,
+// never an inconsistent final plan, and the next apply converges. For a new
+// resource and for an update, with and without copy_referrers.
 func TestCutover_ecrLoginRefusedAtApply(t *testing.T) {
-	project, repo := fixture(t, "login-refused")
-	v1 := push(t, repo, "v1", localenv.ImageSpec{})
-	w := newWorkspace(t, mirrorConfig(repo, project, "  copy_referrers = false"))
-	w.mustRun(0, "plan", "-input=false", "-no-color", "-out=plan.tfplan")
+	for _, tc := range []struct {
+		name   string
+		extra  string
+		update bool
+	}{
+		{"create", "  copy_referrers = false", false},
+		{"create_with_referrers", "", false},
+		{"update", "  copy_referrers = false", true},
+		{"update_with_referrers", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			project, repo := fixture(t, "login-refused")
+			want := map[string]string{"v1": push(t, repo, "v1", localenv.ImageSpec{Referrer: true}).Digest}
+			w := newWorkspace(t, mirrorConfig(repo, project, tc.extra))
+			if tc.update {
+				w.apply()
+				want["v2"] = push(t, repo, "v2", localenv.ImageSpec{Platforms: 2, Referrer: true}).Digest
+			}
+			w.mustRun(0, "plan", "-input=false", "-no-color", "-out=plan.tfplan")
+			before := w.state()
+			refuseECRToken(t)
+			out, code := w.run("apply", "-input=false", "-no-color", "plan.tfplan")
+			if code == 0 {
+				t.Fatalf("apply without an ECR registry token succeeded:\n%s", out)
+			}
+			mustMatch(t, out, `(?s)Error: Cannot (Log In to the ECR Registry|List Referrers in ECR).*ecr:GetAuthorizationToken`)
+			if strings.Contains(out, "inconsistent") || strings.Contains(out, "panic") {
+				t.Errorf("the failed apply left Terraform inconsistent:\n%s", out)
+			}
+			expectStateUntouched(t, before, w.state())
+			env.ECRAPIProxy.SetFault(nil)
+			w.apply()
+			expectGitLab(t, project+"/"+repo, want)
+		})
+	}
+}
+
+// expectStateUntouched checks that a failed apply recorded nothing: the
+// same state as before, or for a new resource none of its instances.
+func expectStateUntouched(t *testing.T, before, after []byte) {
+	t.Helper()
+	created := before == nil && strings.Contains(string(after), `"attributes"`)
+	if created || (before != nil && string(after) != string(before)) {
+		t.Errorf("the failed apply changed the state:\nbefore: %s\nafter: %s", before, after)
+	}
+}
+
+// refuseECRToken makes the ECR API refuse ecr:GetAuthorizationToken until
+// the test ends.
+func refuseECRToken(t *testing.T) {
 	env.ECRAPIProxy.SetFault(func(r *http.Request) (int, string, bool) {
 		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetAuthorizationToken") {
 			return http.StatusBadRequest, `{"__type":"AccessDeniedException","message":"injected: not authorized to perform ecr:GetAuthorizationToken"}`, true
@@ -451,15 +499,4 @@ func TestCutover_ecrLoginRefusedAtApply(t *testing.T) {
 		return 0, "", false
 	})
 	t.Cleanup(func() { env.ECRAPIProxy.SetFault(nil) })
-	out, code := w.run("apply", "-input=false", "-no-color", "plan.tfplan")
-	if code == 0 {
-		t.Fatalf("apply without an ECR registry token succeeded:\n%s", out)
-	}
-	mustMatch(t, out, `(?s)Error: Cannot Log In to the ECR Registry.*ecr:GetAuthorizationToken`)
-	if strings.Contains(out, "inconsistent result") || strings.Contains(out, "panic") {
-		t.Errorf("the failed apply left Terraform an inconsistent result:\n%s", out)
-	}
-	env.ECRAPIProxy.SetFault(nil)
-	w.apply()
-	expectGitLab(t, project+"/"+repo, map[string]string{"v1": v1.Digest})
 }

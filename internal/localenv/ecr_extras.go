@@ -97,3 +97,23 @@ func (e *Env) TagECRImageDigest(ctx context.Context, repo, digest, tag string) (
 	}
 	return digest, e.recordECR(ctx, repo, tag, raw, mt, digest)
 }
+
+// ECRBytes sums the manifest at dig in repo, its config and layers, and
+// those of the manifests inside it, as Image.Bytes does for a push: each
+// reference counted, a blob two of them share counted twice.
+func (e *Env) ECRBytes(ctx context.Context, repo, dig string) (int64, error) {
+	r, err := e.ecrRepository(repo)
+	if err != nil {
+		return 0, err
+	}
+	m, err := e.regClient().ManifestGet(ctx, r.SetDigest(dig))
+	if err != nil {
+		return 0, fmt.Errorf("get %s@%s: %w", repo, dig, err)
+	}
+	raw, err := m.RawBody()
+	if err != nil {
+		return 0, err
+	}
+	size, _ := e.sizeOf(ctx, r, raw)
+	return size, nil
+}

@@ -190,7 +190,9 @@ func scheduleFindsDrift(t *testing.T, repo *Repo, vars map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := run(t, repo, Pipeline{Source: "schedule", Variables: vars}, map[string]string{DriftJob(0, 1): "FAIL"})
+	priced := maps.Clone(vars)
+	priced["IMAGESYNC_ECR_PRICE_PER_GB"] = "1000"
+	res := run(t, repo, Pipeline{Source: "schedule", Variables: priced}, map[string]string{DriftJob(0, 1): "FAIL"})
 	verdict := fmt.Sprintf("Drift: 1 tag in 1 repository differs between ECR and GitLab: web:latest (GitLab %s, ECR %s).",
 		before[:len("sha256:")+12], moved.Digest[:len("sha256:")+12])
 	if log := res.Log(DriftJob(0, 1)); !strings.Contains(log, verdict) {
@@ -199,9 +201,11 @@ func scheduleFindsDrift(t *testing.T, repo *Repo, vars map[string]string) {
 	if !regexp.MustCompile(regexp.QuoteMeta(DriftJob(0, 1)) + ` +finished in .* FAIL 2`).MatchString(res.Output) {
 		t.Errorf("the drift job did not end with exit code 2:\n%s", res.Output)
 	}
-	if summary := artifact(t, res, DriftJob(0, 1), ".imagesync/imagesync-0-of-1/summary.md"); !strings.Contains(summary, "| `web` | `latest` | changed |") {
+	summary := artifact(t, res, DriftJob(0, 1), ".imagesync/imagesync-0-of-1/summary.md")
+	if !strings.Contains(summary, "| `web` | `latest` | changed |") {
 		t.Errorf("drift summary:\n%s", summary)
 	}
+	expectEgress(t, summary, "web", moved.Bytes, 1000)
 	if got, _ := gitlabDigest(t, repo, "web", "latest"); got != before {
 		t.Fatalf("the drift check changed GitLab: web:latest is %s, was %s", got, before)
 	}
@@ -214,6 +218,23 @@ func scheduleFindsDrift(t *testing.T, repo *Repo, vars map[string]string) {
 	res = run(t, repo, Pipeline{Source: "schedule", Variables: vars}, map[string]string{DriftJob(0, 1): "PASS"})
 	if !strings.Contains(res.Log(DriftJob(0, 1)), "No drift: every managed tag in GitLab has the digest it has in ECR.") {
 		t.Errorf("green drift log:\n%s", res.Log(DriftJob(0, 1)))
+	}
+}
+
+// expectEgress checks the summary's "Read from ECR" for one repository that
+// copies size bytes: its row, the total and the cost at pricePerGB.
+func expectEgress(t *testing.T, summary, repository string, size int64, pricePerGB float64) {
+	t.Helper()
+	cost := fmt.Sprintf("At %g per GB of ECR data transfer, that is at most **%.2f**.", pricePerGB, float64(size)/1e9*pricePerGB)
+	for _, want := range []string{
+		"#### Read from ECR",
+		fmt.Sprintf("| `%s` | %d (", repository, size),
+		fmt.Sprintf("| total | %d (", size),
+		cost,
+	} {
+		if !strings.Contains(summary, want) {
+			t.Errorf("the summary's bytes read from ECR lack %q:\n%s", want, summary)
+		}
 	}
 }
 

@@ -25,6 +25,9 @@ func (r *mirroredImageResource) mirrorImages(ctx context.Context, m *mirroredIma
 		return copied, false
 	}
 	m.ID = types.StringValue(mirroredImageID(*m))
+	if m.CopyBytes.IsUnknown() { // the plan did not know the digests
+		m.CopyBytes = types.StringNull()
+	}
 	want, referrers, ok := r.plannedContent(ctx, m, diags)
 	if !ok {
 		return copied, false
@@ -43,7 +46,7 @@ func (r *mirroredImageResource) mirrorImages(ctx context.Context, m *mirroredIma
 	start := time.Now()
 	if needsCopy(req) {
 		if req.Source, err = r.sourceReference(ctx, *m); err != nil {
-			diags.AddError("Cannot Log In to the ECR Registry", ecrErrorDetail("getting the ECR registry's address and token", err))
+			diags.Append(ecrLoginDiag(err))
 			m.Images = mapValue(current)
 			m.Referrers = r.referrersAfter(mirror.Request{Referrers: referrers}, mirror.Result{}, diags)
 			return copied, true

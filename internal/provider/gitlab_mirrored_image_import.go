@@ -177,6 +177,7 @@ func parseImportID(id string) (mirroredImageModel, string) {
 		DeleteOnDestroy:       types.BoolValue(false),
 		TargetReference:       types.StringNull(),
 		Referrers:             types.MapNull(referrersType.ElemType),
+		CopyBytes:             types.StringNull(),
 		Timeouts:              timeouts.Value{Object: types.ObjectNull(timeoutAttrTypes())},
 	}
 	if registryID != "" {

@@ -42,7 +42,7 @@ func (r *mirroredImageResource) ModifyPlan(ctx context.Context, req resource.Mod
 	}
 	in := planInput{config: config, prior: prior, private: resp.Private}
 	steps := []func(context.Context, *mirroredImageModel, planInput, *diag.Diagnostics){
-		r.planTarget, r.planImages, r.planReferrers,
+		r.planTarget, r.planImages, r.planReferrers, r.planCopyBytes,
 	}
 	for _, step := range steps {
 		if step(ctx, &plan, in, &resp.Diagnostics); resp.Diagnostics.HasError() {
@@ -62,12 +62,15 @@ type planInput struct {
 }
 
 // ecrUnreadable plans what ECR should have told as unknown, with a warning,
-// when a resource that exists already cannot read its ECR repository (ECR
-// switched off, throttled, the repository deleted): the plan still shows a
-// change, so a drift check is never green without ECR, while refresh,
+// when a resource that exists already cannot list its ECR repository's tags
+// (ECR switched off, throttled, the repository deleted): the plan still shows
+// a change, so a drift check is never green without ECR, while refresh,
 // destroy (whose first step is such a plan) and removal keep working. A new
 // resource gets the error, and so does a connection the configuration must
 // fix (an untrusted certificate, a proxy's refusal): no later apply gets past it.
+// Once the tags are known, a later ECR failure in the plan is an error:
+// Terraform plans again at apply, and a value known in the first plan may
+// not turn unknown there.
 func ecrUnreadable(plan *mirroredImageModel, in planInput, diags *diag.Diagnostics, err error, errDiag diag.Diagnostic) {
 	f, connFailed := network.Explain(err)
 	if in.prior == nil || !in.prior.SourceRepository.Equal(plan.SourceRepository) || connFailed && f.NeedsSettingsChange() {
@@ -212,8 +215,11 @@ func (r *mirroredImageResource) planReferrers(ctx context.Context, plan *mirrore
 	}
 	refs, err := r.sourceReferrers(ctx, *plan, images, readPlatforms(ctx, in.private))
 	if err != nil {
-		ecrUnreadable(plan, in, diags, err, diag.NewAttributeErrorDiagnostic(path.Root("referrers"), "Cannot List Referrers in ECR",
-			failureDetail(fmt.Sprintf("listing the signatures and SBOMs of %q in ECR", plan.SourceRepository.ValueString()), err, r.data.redactor)))
+		// An error even where ECR went unreadable for an existing resource:
+		// the tags are known by now, and Terraform's plan at apply may not
+		// turn them unknown.
+		diags.AddAttributeError(path.Root("referrers"), "Cannot List Referrers in ECR",
+			failureDetail(fmt.Sprintf("listing the signatures and SBOMs of %q in ECR", plan.SourceRepository.ValueString()), err, r.data.redactor))
 		return
 	}
 	plan.Referrers = referrersValue(refs.BySubject)

@@ -53,6 +53,7 @@ type mirroredImageModel struct {
 	DeleteOnDestroy       types.Bool     `tfsdk:"delete_on_destroy"`
 	TargetReference       types.String   `tfsdk:"target_reference"`
 	Referrers             types.Map      `tfsdk:"referrers"`
+	CopyBytes             types.String   `tfsdk:"copy_bytes"`
 	Timeouts              timeouts.Value `tfsdk:"timeouts"`
 }
 
@@ -180,6 +181,10 @@ func (r *mirroredImageResource) Schema(ctx context.Context, _ resource.SchemaReq
 					"index, and referrers. In the plan, what ECR holds for the planned digests; in state, those " +
 					"GitLab holds (checked by digest at refresh). A signature added in ECR later shows here as a change. Null " +
 					"when `copy_referrers` is `false`.",
+			},
+			"copy_bytes": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: copyBytesDescription,
 			},
 		},
 		Blocks: map[string]schema.Block{

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -46,6 +49,39 @@ func TestHumanBytes(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 52_428_800: "52.4 MB", 3_000_000_000_000: "3.0 TB"} {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// The egress fixture is real Terraform 1.11 output (the GitLab registry's
+// port rewritten) of the first plan of examples/demo on the local
+// environment. Its copy_bytes agree with the seeded images as a client
+// reading ECR's manifests adds them up (web: two images sharing 1 MiB of base
+// layers, counted once; signed/app: the image and its signature), and
+// testdata/egress.summary.md, which the GitLab CI guide shows, is the
+// summary's section for it at 0.09 per GB.
+func TestEgressOnFixture(t *testing.T) {
+	dir := t.TempDir()
+	md := filepath.Join(dir, "summary.md")
+	opts := options{show: "testdata/egress.show.json", log: "testdata/egress.plan.log.jsonl", report: filepath.Join(dir, "plan.json"),
+		markdown: md, pricePerGB: 0.09}
+	if err := run(opts, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("testdata/egress.summary.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), string(want)) {
+		t.Errorf("the summary's bytes read from ECR differ from testdata/egress.summary.md:\n%s", got)
+	}
+	for _, row := range []string{"| `web` | 1182666 (1.2 MB) |", "| `signed/app` | 1116792 (1.1 MB) |", "| total | 4800276 (4.8 MB) |"} {
+		if !strings.Contains(string(got), row) {
+			t.Errorf("summary lacks %q:\n%s", row, got)
 		}
 	}
 }

@@ -38,7 +38,7 @@ type mirroredImage struct {
 	TargetReference  string            `json:"target_reference"`
 	Images           map[string]string `json:"images"`
 	DeleteOnDestroy  bool              `json:"delete_on_destroy"`
-	CopyBytes        *int64            `json:"copy_bytes"`
+	CopyBytes        *int64            `json:"copy_bytes,string"` // decimal digits in a string
 }
 
 // Kinds of tag change.
