@@ -189,14 +189,17 @@ func (d *ecrRepositoriesDataSource) Schema(_ context.Context, _ datasource.Schem
 							}},
 						},
 						"size_bytes": schema.Int64Attribute{
-							Computed:            true,
-							MarkdownDescription: "With `include_details`: the sizes of all the repository's images added up, as ECR reports them. Null without.",
+							Computed: true,
+							MarkdownDescription: "With `include_details`: the sizes of all the repository's images added up, as ECR reports them " +
+								"(a layer shared by several images counted in each). Null without. What a copy reads from ECR is the " +
+								"resource's `copy_bytes`, known at plan.",
 						},
 						"last_pulled_at": schema.StringAttribute{
 							Computed: true,
 							MarkdownDescription: "With `include_details`: the latest pull ECR recorded of any image of the repository, " +
 								"tagged or not and whatever the filters (approximate, see `image_details`), RFC 3339; null if none " +
-								"or without `include_details`.",
+								"or without `include_details`. The switch-off check (guide: Running the migration in GitLab CI) warns " +
+								"when it is after the cut-over.",
 						},
 					},
 				},
