@@ -183,20 +183,27 @@ func (f *faultFixture) expectApplied(what string, code int, diags []diagnostic) 
 // skopeo, a client independent of the provider, and that a plan is empty.
 func (f *faultFixture) expectConverged() {
 	f.t.Helper()
-	for _, tag := range slices.Sorted(maps.Keys(f.want)) {
-		if got, found := gitlabDigest(f.t, f.image, tag); got != f.want[tag] {
-			f.t.Errorf("GitLab %s:%s = %q (found %v), want ECR's %s", f.image, tag, got, found, f.want[tag])
-		}
-	}
-	for _, r := range f.referrers {
-		if got, found := gitlabDigest(f.t, f.image, r); !found || got != r {
-			f.t.Errorf("referrer %s not in GitLab (%q)", r, got)
-		}
-	}
+	f.expectImageHolds(f.image)
 	out, code := f.w.run("plan", "-detailed-exitcode", "-input=false", "-no-color")
 	expectNoSecrets(f.t, "terraform plan output", out)
 	if code != 0 {
 		f.t.Fatalf("plan after convergence exited %d, want 0 (no changes):\n%s", code, out)
+	}
+}
+
+// expectImageHolds checks with skopeo that the GitLab image holds every
+// tag of the fixture at ECR's digest, and every referrer.
+func (f *faultFixture) expectImageHolds(image string) {
+	f.t.Helper()
+	for _, tag := range slices.Sorted(maps.Keys(f.want)) {
+		if got, found := gitlabDigest(f.t, image, tag); got != f.want[tag] {
+			f.t.Errorf("GitLab %s:%s = %q (found %v), want ECR's %s", image, tag, got, found, f.want[tag])
+		}
+	}
+	for _, r := range f.referrers {
+		if got, found := gitlabDigest(f.t, image, r); !found || got != r {
+			f.t.Errorf("referrer %s not in GitLab %s (%q)", r, image, got)
+		}
 	}
 }
 

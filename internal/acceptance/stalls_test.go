@@ -156,14 +156,23 @@ func stallGitLabOnce(t *testing.T, f *faultFixture, fault localenv.NetFault, wha
 }
 
 // rowRegistryHung: GitLab's registry accepts every connection for the
-// row's image and never answers, until the fault is lifted. The apply ends
-// by itself, its errors naming GitLab, the registry's host and what
-// stalled; once the registry answers again, the next apply converges.
+// row's two images (two resources mirroring one ECR repository, applied in
+// parallel) and never answers, until the fault is lifted. The apply ends by
+// itself, every error naming GitLab, the registry's host and what stalled;
+// once the registry answers again, the next apply converges.
 func rowRegistryHung(t *testing.T) outcome {
 	f := newFaultFixture(t, standardImages(64<<10))
+	second := f.repo + "-again"
+	f.w.write(f.w.hcl + fmt.Sprintf(`
+resource "imagesync_gitlab_mirrored_image" "again" {
+  source_repository = %q
+  gitlab_project    = %q
+  target_image      = %q
+}
+`, f.repo, f.project, second))
 	var hung atomic.Int32
 	lift := addGitLabNetFault(t, func(r *http.Request) localenv.NetFault {
-		if strings.HasPrefix(r.URL.Path, "/v2/"+f.image+"/") {
+		if strings.HasPrefix(r.URL.Path, "/v2/"+f.project+"/") {
 			hung.Add(1)
 			return localenv.NetStallHeaders
 		}
@@ -175,6 +184,19 @@ func rowRegistryHung(t *testing.T) outcome {
 	if code == 0 || len(errs) == 0 || hung.Load() == 0 {
 		t.Fatalf("apply against a hung registry exited %d with %d errors after %d hung requests, want a failure", code, len(errs), hung.Load())
 	}
+	expectHungErrors(t, errs, f.image+":", f.project+"/"+second+":")
+	f.reapplyConverges("apply once the registry answers again")
+	f.expectImageHolds(f.project + "/" + second)
+	return outcome{
+		first:  fmt.Sprintf("exit %d in %.0fs, %d error(s) over 2 resources naming GitLab, the host and the stall", code, took.Seconds(), len(errs)),
+		second: "exit 0",
+	}
+}
+
+// expectHungErrors checks that every error names GitLab, its registry host
+// and the stall, and that each target has errors of its own.
+func expectHungErrors(t *testing.T, errs []diagnostic, targets ...string) {
+	t.Helper()
 	for _, d := range errs {
 		for _, want := range []string{"GitLab", env.GitLabRegistryHost, "no progress", "waiting for the response headers"} {
 			if !strings.Contains(d.Detail, want) {
@@ -182,10 +204,10 @@ func rowRegistryHung(t *testing.T) outcome {
 			}
 		}
 	}
-	f.reapplyConverges("apply once the registry answers again")
-	return outcome{
-		first:  fmt.Sprintf("exit %d in %.0fs, %d error(s) naming GitLab, the host and the stall", code, took.Seconds(), len(errs)),
-		second: "exit 0",
+	for _, target := range targets {
+		if !slices.ContainsFunc(errs, func(d diagnostic) bool { return strings.Contains(d.Detail, target) }) {
+			t.Errorf("no error names %s", target)
+		}
 	}
 }
 
