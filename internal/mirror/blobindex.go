@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/regclient/regclient/types/ref"
@@ -36,6 +37,13 @@ func (b *blobIndex) enter(repo ref.Ref, dig string) (wait <-chan struct{}, leave
 		b.mu.Unlock()
 		close(ch)
 	}
+}
+
+// holds tells whether this apply placed dig in repo (or saw it there).
+func (b *blobIndex) holds(dig string, repo ref.Ref) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.ContainsFunc(b.holders[dig], func(r ref.Ref) bool { return ref.EqualRepository(r, repo) })
 }
 
 func (b *blobIndex) remember(dig string, repo ref.Ref) {

@@ -34,12 +34,8 @@ func (c *copier) copyBlob(ctx context.Context, d descriptor.Descriptor) error {
 }
 
 func (c *copier) placeBlob(ctx context.Context, d descriptor.Descriptor) error {
-	if err := call(ctx, SideGitLab, func(ctx context.Context) error { _, err := c.rc.BlobHead(ctx, c.tgt, d); return err }); err == nil {
-		c.e.blobs.remember(d.Digest.String(), c.tgt)
-		c.count(func(s *Stats) { s.BlobsSkipped++ })
-		return nil
-	} else if !isNotFound(err) {
-		return fmt.Errorf("checking blob %s in GitLab: %w", d.Digest, err)
+	if present, err := c.blobPresent(ctx, d); err != nil || present {
+		return err
 	}
 	mountTried := false
 	for {
@@ -70,19 +66,42 @@ func (c *copier) placeBlob(ctx context.Context, d descriptor.Descriptor) error {
 	}
 }
 
+// blobPresent tells whether the target holds d already: known to the blob
+// index (landed by this apply), or answered by a HEAD unless the repository
+// is new.
+func (c *copier) blobPresent(ctx context.Context, d descriptor.Descriptor) (bool, error) {
+	if c.e.blobs.holds(d.Digest.String(), c.tgt) {
+		c.count(func(s *Stats) { s.BlobsSkipped++ })
+		return true, nil
+	}
+	if c.targetNew {
+		return false, nil
+	}
+	err := call(ctx, SideGitLab, func(ctx context.Context) error { _, err := c.rc.BlobHead(ctx, c.tgt, d); return err })
+	switch {
+	case err == nil:
+		c.e.blobs.remember(d.Digest.String(), c.tgt)
+		c.count(func(s *Stats) { s.BlobsSkipped++ })
+		return true, nil
+	case isNotFound(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("checking blob %s in GitLab: %w", d.Digest, err)
+}
+
 // maxRateLimited bounds the sends of a blob the registry answers 429.
 const maxRateLimited = 4
 
 // streamBlob streams one blob from ECR into GitLab, holding a slot of the
-// provider-wide blob semaphore. A blob refused with 429 is sent again once
-// the registry's Retry-After has passed; other failures go to copyDigest.
+// provider-wide blob semaphore while its bytes flow (see blobSlot). A blob
+// refused with 429 is sent again once the registry's Retry-After has passed;
+// other failures go to copyDigest.
 func (c *copier) streamBlob(ctx context.Context, d descriptor.Descriptor) error {
-	select {
-	case c.e.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	slot, ctx, err := c.e.openBlob(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() { <-c.e.sem }()
+	defer slot.release()
 	for attempt := 1; ; attempt++ {
 		err := call(ctx, SideGitLab, func(ctx context.Context) error { return c.sendBlob(ctx, d) })
 		answer, answered := Answer(err)

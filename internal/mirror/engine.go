@@ -35,9 +35,11 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/regclient/regclient"
 	"github.com/regclient/regclient/config"
 	"github.com/regclient/regclient/scheme/reg"
+	"github.com/regclient/regclient/types/manifest"
 
 	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 )
@@ -74,9 +76,12 @@ type Config struct {
 type Engine struct {
 	cfg       Config
 	sem       chan struct{} // bounds blob transfers across every resource
+	opening   chan struct{} // bounds the blobs about to take a slot of sem
 	transport *registryTransport
 	blobs     *blobIndex
 	tagsAPI   *tagsAPI
+	// manifests keeps the ECR manifests read, by repository and digest.
+	manifests *lru.Cache[string, manifest.Manifest]
 	// tagScheme remembers, per GitLab registry host, whether it keeps the
 	// referrers fallback tag as a tag (see referrers.go).
 	tagScheme sync.Map
@@ -100,20 +105,30 @@ func New(cfg Config) *Engine {
 		t.MaxIdleConnsPerHost = requestsPerHost(cfg) * 2
 		t.MaxIdleConns = t.MaxIdleConnsPerHost * 4
 	}
-	gitlabBase := cfg.GitLabNetwork.NewTransport(pooled)
+	gitlabBase := newStreamSplit(cfg.GitLabNetwork, pooled)
 	t := &registryTransport{
-		ecrBase:     cfg.ECRNetwork.NewTransport(pooled),
+		ecrBase:     newStreamSplit(cfg.ECRNetwork, pooled),
 		gitlabBase:  gitlabBase,
 		ecr:         &ecrLogin{creds: cfg.ECR},
-		gitlab:      newGitLabTokens(cfg.GitLabUser, cfg.GitLabToken, gitlabBase),
+		gitlab:      newGitLabTokens(cfg.GitLabUser, cfg.GitLabToken, gitlabBase.calls),
 		gitlabHosts: map[string]bool{},
 		ecrHosts:    map[string]bool{},
 	}
+	manifests, _ := lru.New[string, manifest.Manifest](manifestCacheSize) // fails only for a size below 1
 	return &Engine{
-		cfg: cfg, sem: make(chan struct{}, cfg.MaxConcurrentBlobs), transport: t,
-		blobs: newBlobIndex(), tagsAPI: newTagsAPI(t), hosts: map[string]config.Host{},
+		cfg:       cfg,
+		sem:       make(chan struct{}, cfg.MaxConcurrentBlobs),
+		opening:   make(chan struct{}, cfg.MaxConcurrentBlobs),
+		transport: t,
+		blobs:     newBlobIndex(),
+		tagsAPI:   newTagsAPI(t),
+		manifests: manifests,
+		hosts:     map[string]config.Host{},
 	}
 }
+
+// manifestCacheSize bounds the ECR manifests kept (a few kB each).
+const manifestCacheSize = 4096
 
 // requestsPerHost is regclient's concurrency per registry host. A blob copy
 // holds a slot on both hosts, and HEADs and manifests must not queue behind

@@ -20,6 +20,10 @@ type copier struct {
 	e        *Engine
 	rc       *regclient.RegClient
 	src, tgt ref.Ref // repositories, no tag or digest
+	// targetNew: GitLab's listing found no repository just before the copy,
+	// so nothing in it needs checking first (blobs landed by this apply's
+	// other copies are known to the blob index).
+	targetNew bool
 
 	mu    sync.Mutex
 	stats Stats
@@ -30,17 +34,19 @@ type copier struct {
 // digest already (under another tag, or a tag moved back) that is one
 // manifest GET and PUT; otherwise the digest is copied whole.
 func (c *copier) copyTagged(ctx context.Context, dig, tag string) error {
-	var held manifest.Manifest
-	err := call(ctx, SideGitLab, func(ctx context.Context) (err error) {
-		held, err = c.rc.ManifestGet(ctx, c.tgt.SetDigest(dig))
-		return err
-	})
-	if err == nil && held.GetDescriptor().Digest.String() == dig {
-		c.top = held
-		return c.putManifest(ctx, c.tgt.SetTag(tag), held)
-	}
-	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("checking %s in GitLab: %w", c.tgt.SetDigest(dig).CommonName(), err)
+	if !c.targetNew {
+		var held manifest.Manifest
+		err := call(ctx, SideGitLab, func(ctx context.Context) (err error) {
+			held, err = c.rc.ManifestGet(ctx, c.tgt.SetDigest(dig))
+			return err
+		})
+		if err == nil && held.GetDescriptor().Digest.String() == dig {
+			c.top = held
+			return c.putManifest(ctx, c.tgt.SetTag(tag), held)
+		}
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("checking %s in GitLab: %w", c.tgt.SetDigest(dig).CommonName(), err)
+		}
 	}
 	m, err := c.copyContent(ctx, dig)
 	if err != nil {
@@ -114,29 +120,30 @@ func (c *copier) copySubject(ctx context.Context, m manifest.Manifest) error {
 	return c.copyByDigest(ctx, dig)
 }
 
-// missingChildren lists the platforms of an index that GitLab lacks.
+// missingChildren lists the platforms of an index that GitLab lacks, asking
+// for all of them at once.
 func (c *copier) missingChildren(ctx context.Context, m manifest.Manifest) ([]descriptor.Descriptor, error) {
 	idx, ok := m.(manifest.Indexer)
 	if !ok {
 		return nil, nil
 	}
 	list, err := idx.GetManifestList()
+	if err != nil || c.targetNew {
+		return list, err
+	}
+	digests := make([]string, len(list))
+	for i, d := range list {
+		digests[i] = d.Digest.String()
+	}
+	found, err := c.e.headAll(ctx, digests, func(d string) ref.Ref { return c.tgt.SetDigest(d) })
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("checking the platforms in GitLab: %w", err)
 	}
 	var missing []descriptor.Descriptor
 	for _, d := range list {
-		err := call(ctx, SideGitLab, func(ctx context.Context) error {
-			_, err := c.rc.ManifestHead(ctx, c.tgt.SetDigest(d.Digest.String()))
-			return err
-		})
-		switch {
-		case err == nil:
-			continue // this platform is there already
-		case !isNotFound(err):
-			return nil, fmt.Errorf("checking platform %s in GitLab: %w", d.Digest, err)
+		if found[d.Digest.String()] != d.Digest.String() {
+			missing = append(missing, d)
 		}
-		missing = append(missing, d)
 	}
 	return missing, nil
 }

@@ -108,7 +108,7 @@ func (e *Engine) newCopier(ctx context.Context, req Request) (*copier, error) {
 	if err != nil {
 		return nil, &SideError{Side: SideGitLab, Err: err}
 	}
-	return &copier{e: e, rc: e.client(), src: src, tgt: tgt}, nil
+	return &copier{e: e, rc: e.client(), src: src, tgt: tgt, targetNew: e.tagsAPI.takeAbsent(tgt)}, nil
 }
 
 // sourceRef parses an ECR repository reference and prepares its host.
@@ -165,17 +165,36 @@ func (e *Engine) copyDigest(ctx context.Context, c *copier, dig string, tags []s
 		}
 		return st, nil, failed
 	}
-	landed := []string{tags[0]}
-	for _, t := range tags[1:] {
-		if err := top.putManifest(ctx, c.tgt.SetTag(t), top.top); err != nil {
-			failed[t] = fmt.Errorf("tagging %s as %s: %w", dig, c.tgt.SetTag(t).CommonName(), err)
-			continue
-		}
-		landed = append(landed, t)
-	}
+	landed := append([]string{tags[0]}, top.tagAlso(ctx, dig, tags[1:], failed)...)
 	st.Digests, st.Tags = 1, len(landed)
 	e.logCopied(ctx, c, dig, landed, st, time.Since(start))
 	return st, landed, failed
+}
+
+// tagAlso puts the copied manifest under the further tags, all at once; it
+// returns those that landed and adds the others to failed.
+func (c *copier) tagAlso(ctx context.Context, dig string, tags []string, failed map[string]error) []string {
+	var (
+		mu     sync.Mutex
+		landed []string
+		g      errgroup.Group
+	)
+	for _, t := range tags {
+		g.Go(func() error {
+			err := c.putManifest(ctx, c.tgt.SetTag(t), c.top)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed[t] = fmt.Errorf("tagging %s as %s: %w", dig, c.tgt.SetTag(t).CommonName(), err)
+			} else {
+				landed = append(landed, t)
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	sort.Strings(landed)
+	return landed
 }
 
 // withRetries runs op on a fresh copier, once more when it fails on the way
@@ -189,7 +208,8 @@ func (e *Engine) withRetries(ctx context.Context, c *copier, what string, op fun
 		err error
 	)
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
-		cp = &copier{e: e, rc: c.rc, src: c.src, tgt: c.tgt}
+		// A second attempt looks at what the first one landed.
+		cp = &copier{e: e, rc: c.rc, src: c.src, tgt: c.tgt, targetNew: c.targetNew && attempt == 1}
 		err = op(cp)
 		st.add(cp.stats)
 		if err == nil || ctx.Err() != nil || !isTransient(err) {

@@ -85,8 +85,14 @@ func isIndex(mediaType string) bool {
 }
 
 // readSourceManifest reads the manifest at r (a digest) from ECR, and checks
-// that the registry served the bytes of that digest.
+// that the registry served the bytes of that digest. A manifest read once is
+// kept: the bytes of a digest never change, and the plan Terraform makes
+// right before the copy reads the same manifests (referrers, platforms).
 func (e *Engine) readSourceManifest(ctx context.Context, r ref.Ref) (manifest.Manifest, error) {
+	key := r.CommonName()
+	if m, ok := e.manifests.Get(key); ok {
+		return m, nil
+	}
 	var m manifest.Manifest
 	err := call(ctx, SideECR, func(ctx context.Context) (err error) {
 		m, err = e.client().ManifestGet(ctx, r)
@@ -98,5 +104,6 @@ func (e *Engine) readSourceManifest(ctx context.Context, r ref.Ref) (manifest.Ma
 	if got := m.GetDescriptor().Digest.String(); got != r.Digest {
 		return nil, &SideError{Side: SideECR, Err: fmt.Errorf("%s served %s for manifest %s", SideECR, got, r.Digest)}
 	}
+	e.manifests.Add(key, m)
 	return m, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/regclient/regclient/config"
 	"github.com/regclient/regclient/types/ref"
@@ -29,16 +30,50 @@ import (
 // tagsPageSize is the largest page the registry serves.
 const tagsPageSize = 1000
 
-// tagsAPI remembers, per GitLab registry host, whether it serves the listing.
+// tagsAPI remembers, per GitLab registry host, whether it serves the listing,
+// and which repositories the listing just found absent.
 type tagsAPI struct {
 	mu     sync.Mutex
 	served map[string]bool
+	absent map[string]time.Time // repository -> when its listing said NAME_UNKNOWN
 	flight singleflight.Group
 	client *http.Client
 }
 
 func newTagsAPI(t http.RoundTripper) *tagsAPI {
-	return &tagsAPI{served: map[string]bool{}, client: &http.Client{Transport: t}}
+	return &tagsAPI{served: map[string]bool{}, absent: map[string]time.Time{}, client: &http.Client{Transport: t}}
+}
+
+// absentFresh is how long a repository found absent is taken as still
+// absent without asking again. Terraform's apply plans each resource once
+// more right before creating it: the plan's listing then serves the create's,
+// and the copy into a new repository skips every check of what GitLab holds.
+// Were the repository created meanwhile, the copy only writes again what was
+// there.
+const absentFresh = 10 * time.Second
+
+func (a *tagsAPI) noteAbsent(repo ref.Ref) {
+	a.mu.Lock()
+	a.absent[repo.CommonName()] = time.Now()
+	a.mu.Unlock()
+}
+
+// recentlyAbsent tells whether the listing found repo absent within absentFresh.
+func (a *tagsAPI) recentlyAbsent(repo ref.Ref) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.absent[repo.CommonName()]
+	return ok && time.Since(at) < absentFresh
+}
+
+// takeAbsent reports recentlyAbsent and forgets it: the caller is about to
+// write to the repository.
+func (a *tagsAPI) takeAbsent(repo ref.Ref) bool {
+	absent := a.recentlyAbsent(repo)
+	a.mu.Lock()
+	delete(a.absent, repo.CommonName())
+	a.mu.Unlock()
+	return absent
 }
 
 // listedTag is one entry of the listing; the other fields are not needed.
@@ -54,6 +89,9 @@ func (e *Engine) listTagDigests(ctx context.Context, base ref.Ref, tags []string
 	if len(tags) == 0 {
 		return map[string]string{}, true
 	}
+	if e.tagsAPI.recentlyAbsent(base) {
+		return map[string]string{}, true
+	}
 	if !e.tagsAPIServed(ctx, base.Registry) {
 		return nil, false
 	}
@@ -67,6 +105,7 @@ func (e *Engine) listTagDigests(ctx context.Context, base ref.Ref, tags []string
 		page, link, err := e.tagsPage(ctx, next)
 		switch {
 		case errors.Is(err, errRepositoryUnknown):
+			e.tagsAPI.noteAbsent(base)
 			return found, true // no repository, so none of the tags
 		case errors.Is(err, errNoTagsRoute):
 			e.markTagsAPI(base.Registry, false)

@@ -91,6 +91,9 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err := rec.refuse(host); err != nil {
 		return nil, err
 	}
+	if err := takeBlobSlot(req); err != nil {
+		return nil, err
+	}
 	probe, err := t.hung.admit(host)
 	if err != nil {
 		return nil, err
