@@ -164,6 +164,8 @@ type bench struct {
 	big     *bigResult
 	tenx    *tenxResult
 	scale   *scaleResult
+	// timeline is the request log of the provider's first cold run.
+	timeline *timeline
 }
 
 func (b *bench) main(ctx context.Context) error {

@@ -111,6 +111,7 @@ func (b *bench) report() string {
 	b.apiTable(p, "the provider", b.result("provider"), len(w.repos), w.tagCount())
 	b.apiTable(p, "the provider with `copy_referrers = false`", b.result("provider-noref"), len(w.repos), w.tagCount())
 	b.extras(p)
+	b.timelineSection(p)
 	p("\n### Targets (issue 9)\n\n")
 	for _, t := range append(b.targets(), b.wanTargets()...) {
 		p("%s\n", t)

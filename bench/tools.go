@@ -227,6 +227,17 @@ func (b *bench) measureSteps(ctx context.Context, steps []step) (total sample, e
 	return total, each, nil
 }
 
+// measureCold runs the cold steps; logged, it keeps their request log as
+// the timeline.
+func (b *bench) measureCold(ctx context.Context, logged bool, steps []step) (sample, []sample, error) {
+	if logged {
+		log := b.env.LogRequests()
+		defer func() { b.timeline = newTimeline(log.Entries()) }()
+		defer b.env.StopLogging()
+	}
+	return b.measureSteps(ctx, steps)
+}
+
 func (b *bench) runTool(ctx context.Context, r toolRunner, run int, res *toolResult) {
 	project := fmt.Sprintf("bench/%s-%d", r.name, run)
 	p := b.env.GitLab.AddProject(project)
@@ -246,7 +257,7 @@ func (b *bench) runTool(ctx context.Context, r toolRunner, run int, res *toolRes
 		fail("prepare: %v", err)
 		return
 	}
-	s, each, err := b.measureSteps(ctx, steps.cold)
+	s, each, err := b.measureCold(ctx, r.name == "provider" && run == 1, steps.cold)
 	if err != nil {
 		fail("cold: %v", err)
 		return

@@ -121,6 +121,7 @@ type Proxy struct {
 	netFaults netFaults
 	guard     guardFunc
 	names     *testNames // answers to a request by a test name name hosts by theirs
+	tap       atomic.Pointer[requestTap]
 	done      chan struct{}
 }
 
@@ -174,6 +175,9 @@ func newGuardedProxy(target string, guard guardFunc, s *servingTLS, protos proto
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if tap := p.tap.Load(); tap != nil {
+		defer tap.begin(r)()
+	}
 	p.count(r)
 	w = p.names.rename(w, r)
 	if fault := p.netFaults.decide(r); fault != NetServe {
