@@ -158,6 +158,9 @@ func (g *gitlabTokens) token(ctx context.Context, base http.RoundTripper, u *url
 		if cur != nil && cur != refused && time.Now().Before(cur.renewAt) {
 			return cur, nil // renewed by another request meanwhile
 		}
+		// The user name (a GitLab API call, once) is asked while the
+		// registry names its token service: one round trip, not two.
+		go g.username(ctx)
 		ch, err := g.challenge(ctx, base, u)
 		if err != nil || ch == nil {
 			return (*bearer)(nil), err
