@@ -267,7 +267,9 @@ func (b *bench) tenxRun(ctx context.Context) (*tenxResult, error) {
 	n := len(b.w.repos)
 	logf("10x: pushing repositories %d..%d", n, 10*n-1)
 	t0 := time.Now()
-	extra, err := b.generate(ctx, n, 10*n)
+	var extra *workload
+	var err error
+	b.atLoopback(func() { extra, err = b.generate(ctx, n, 10*n) }) // pushed as W was
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,16 @@ func (b *bench) enterWAN() {
 	}
 }
 
+// atLoopback runs f with the WAN profile lifted, e.g. to push more of the
+// workload.
+func (b *bench) atLoopback(f func()) {
+	if b.wanOn() {
+		b.env.SetWAN(wan.Profile{})
+		defer b.env.SetWAN(b.o.wan)
+	}
+	f()
+}
+
 // floorSecs is the wire's floor of a cold copy of the workload.
 func (b *bench) floorSecs() float64 {
 	rate := float64(b.o.wan.Rate) / 8
