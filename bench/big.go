@@ -253,6 +253,7 @@ type tenxResult struct {
 	baseTags, tenTags int
 	baseSecs          float64
 	cold, noop, check sample
+	unique            int64 // bytes of the 10x workload
 	err               error
 }
 
@@ -280,7 +281,7 @@ func (b *bench) tenxRun(ctx context.Context) (*tenxResult, error) {
 		return nil, err
 	}
 	res := &tenxResult{baseTags: b.w.tagCount(), tenTags: all.tagCount(), baseSecs: median(secsOf(prov.cold)),
-		cold: st.cold, noop: st.noop, check: st.check}
+		cold: st.cold, noop: st.noop, check: st.check, unique: b.w.unique + extra.unique - extra.baseSize}
 	logf("10x: %.2fs for %d tags", res.cold.secs, res.tenTags)
 	return res, nil
 }

@@ -286,6 +286,9 @@ func (b *bench) extras(p func(string, ...any)) {
 		p("- 10x W (`BENCH_FLAGS=-tenx`): provider cold %.3f s/tag on W (%d tags, median) and %.3f s/tag on 10x W (%d tags, %.2fs); ratio %.2f. "+
 			"No-op `terraform plan` %.2fs, `regsync check` %.2fs: %.2fx.\n",
 			a, t.baseTags, c, t.tenTags, t.cold.secs, c/a, t.noop.secs, t.check.secs, t.noop.secs/t.check.secs)
+		if floor := b.floorOf(t.unique); floor > 0 {
+			p("  Under the WAN profile: %s unique, the wire's floor %.2f s, the cold copy %.1fx it.\n", mb(t.unique), floor, t.cold.secs/floor)
+		}
 	}
 }
 

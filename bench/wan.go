@@ -41,13 +41,18 @@ func (b *bench) atLoopback(f func()) {
 }
 
 // floorSecs is the wire's floor of a cold copy of the workload.
-func (b *bench) floorSecs() float64 {
+func (b *bench) floorSecs() float64 { return b.floorOf(b.w.unique) }
+
+// floorOf is the wire's floor of a cold copy of unique bytes: over
+// max_concurrent_blobs connections at the profile's rate, never less than
+// the largest layer over one; 0 without a WAN.
+func (b *bench) floorOf(unique int64) float64 {
 	rate := float64(b.o.wan.Rate) / 8
 	if rate <= 0 {
 		return 0
 	}
 	largest := max(b.o.baseLayerSize, b.o.ownLayerSize)
-	return math.Max(float64(b.w.unique)/(blobConnections*rate), float64(largest)/rate)
+	return math.Max(float64(unique)/(blobConnections*rate), float64(largest)/rate)
 }
 
 // loopbackRerun measures the provider's no-op plan once more with the WAN
