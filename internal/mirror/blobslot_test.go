@@ -43,8 +43,8 @@ func TestBlobSlotBoundsBytesNotRoundTrips(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- takeBlobSlot(uploadBody(cctx)) }()
 	select {
-	case <-done:
-		t.Fatal("a third upload body was sent while two streams held both slots")
+	case err := <-done:
+		t.Fatalf("a third upload body was sent while two streams held both slots (%v)", err)
 	case <-time.After(50 * time.Millisecond):
 	}
 	a.release()
