@@ -165,8 +165,9 @@ func (p *imagesyncProvider) Schema(ctx context.Context, _ provider.SchemaRequest
 		Attributes: map[string]schema.Attribute{
 			"max_concurrent_blobs": schema.Int64Attribute{
 				Optional: true,
-				MarkdownDescription: fmt.Sprintf("How many image digests are copied at once across every resource "+
-					"of the provider. Between 1 and %d; default %d.", maxMaxConcurrentBlobs, defaultMaxConcurrentBlobs),
+				MarkdownDescription: fmt.Sprintf("How many blobs (layers, configs) stream their bytes from ECR to "+
+					"GitLab at once, across every resource of the provider; as many more open their download "+
+					"and upload meanwhile. Between 1 and %d; default %d.", maxMaxConcurrentBlobs, defaultMaxConcurrentBlobs),
 				Validators: []validator.Int64{int64validator.Between(1, maxMaxConcurrentBlobs)},
 			},
 			"requests_per_second": schema.Float64Attribute{
