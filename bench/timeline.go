@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +23,7 @@ type timeline struct {
 	spanMedian, spanMax float64
 	bodiesAvg           float64 // upload bodies in flight, averaged over the time any flowed
 	bodiesMax           int
+	cpuBusy             float64 // share of the machine's CPU busy during the run
 	kinds               map[string]int
 	medianName          string
 	median              []localenv.LoggedRequest
@@ -131,8 +135,10 @@ func (b *bench) timelineSection(p func(string, ...any)) {
 	p("\n### Where the provider's cold copy waits (request log of its first run)\n\n")
 	p("Each repository was busy (first to last request naming it) %.2f s at the median and %.2f s at most; "+
 		"Terraform's `-parallelism` of 10 runs 10 at once, so %d repositories take about %d such turns. "+
-		"Upload bodies in flight while any flowed: %.1f on average, %d at most (`max_concurrent_blobs` = %d).\n\n",
-		t.spanMedian, t.spanMax, t.repos, (t.repos+9)/10, t.bodiesAvg, t.bodiesMax, parallelism)
+		"Upload bodies in flight while any flowed: %.1f on average, %d at most (`max_concurrent_blobs` = %d). "+
+		"The machine's CPU (%d cores, every process: terraform, the provider, the registries, the proxies and the WAN's "+
+		"delay lines) was %.0f%% busy.\n\n",
+		t.spanMedian, t.spanMax, t.repos, (t.repos+9)/10, t.bodiesAvg, t.bodiesMax, parallelism, runtime.NumCPU(), 100*t.cpuBusy)
 	p("| request | count |\n| --- | ---: |\n")
 	kinds := make([]string, 0, len(t.kinds))
 	for k := range t.kinds {
@@ -148,4 +154,33 @@ func (b *bench) timelineSection(p func(string, ...any)) {
 	for _, e := range t.median {
 		p("| %.3f | %.3f | %s |\n", (e.Start - t0).Seconds(), (e.End - t0).Seconds(), requestKind(e))
 	}
+}
+
+// machineCPU is the machine's busy and total CPU time so far, in clock
+// ticks over every core (/proc/stat); busy leaves out idle and iowait.
+func machineCPU() (busy, total int64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	fields := strings.Fields(line)
+	for i, f := range fields[1:] {
+		n, _ := strconv.ParseInt(f, 10, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+// busyShare is the share of the machine's CPU time that was busy since the
+// sample taken with machineCPU.
+func busyShare(busy0, total0 int64) float64 {
+	busy, total := machineCPU()
+	if total <= total0 {
+		return 0
+	}
+	return float64(busy-busy0) / float64(total-total0)
 }

@@ -236,7 +236,11 @@ func (b *bench) measureSteps(ctx context.Context, steps []step) (total sample, e
 func (b *bench) measureCold(ctx context.Context, logged bool, steps []step) (sample, []sample, error) {
 	if logged {
 		log := b.env.LogRequests()
-		defer func() { b.timeline = newTimeline(log.Entries()) }()
+		busy0, total0 := machineCPU()
+		defer func() {
+			b.timeline = newTimeline(log.Entries())
+			b.timeline.cpuBusy = busyShare(busy0, total0)
+		}()
 		defer b.env.StopLogging()
 	}
 	return b.measureSteps(ctx, steps)
