@@ -41,6 +41,7 @@ type registryTransport struct {
 	// hung are the hosts that stalled a copy's budget away.
 	hung hungHosts
 
+	pauses      hostPauses
 	mu          sync.RWMutex
 	gitlabHosts map[string]bool
 	ecrHosts    map[string]bool // endpoint overrides (tests, proxies)
@@ -94,6 +95,9 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err := takeBlobSlot(req); err != nil {
 		return nil, err
 	}
+	if err := t.pauses.wait(req.Context(), host); err != nil {
+		return nil, err
+	}
 	probe, err := t.hung.admit(host)
 	if err != nil {
 		return nil, err
@@ -102,6 +106,7 @@ func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	t.hung.settle(host, probe, err == nil)
 	if err == nil {
 		normalizeRetryAfter(resp)
+		t.pauses.note(host, resp)
 		resp.Body = &resumableBody{ReadCloser: resp.Body, rec: rec, t: t, side: side, req: req}
 	}
 	if rec != nil && side != "" && !isUploadCancel(req) {
