@@ -10,14 +10,15 @@ import (
 	"github.com/imagesync/terraform-provider-imagesync/internal/network"
 )
 
-// envEngine starts the local environment and an engine that trusts its CA.
-// Like the other tests on real registries, it runs with TF_ACC set.
-func envEngine(t *testing.T) (*localenv.Env, *Engine) {
+// envEngine starts the local environment with opts and an engine that
+// trusts its CA. Like the other tests on real registries, it runs with
+// TF_ACC set.
+func envEngine(t testing.TB, opts localenv.Options) (*localenv.Env, *Engine) {
 	t.Helper()
 	if os.Getenv("TF_ACC") == "" {
 		t.Skip("starts the local registries; set TF_ACC=1")
 	}
-	env := localenv.New(t, localenv.Options{})
+	env := localenv.New(t, opts)
 	t.Setenv("AWS_ACCESS_KEY_ID", env.AccessKeyID)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretAccessKey)
 	nets, err := network.NewSettings(0, network.CAFile{Path: env.CAFile, From: "the test"})
@@ -66,7 +67,7 @@ func copyAsApplied(t *testing.T, env *localenv.Env, e *Engine, repo, target stri
 // HTTP/1.1 connections of their own, and manifests read from ECR once are
 // not read again for the next repository.
 func TestMirrorIntoNewRepository(t *testing.T) {
-	env, e := envEngine(t)
+	env, e := envEngine(t, localenv.Options{})
 	ctx := context.Background()
 	index, err := env.PushECRImage(ctx, "newrepo/app", "v1", localenv.ImageSpec{Platforms: 2, OCI: true})
 	if err != nil {

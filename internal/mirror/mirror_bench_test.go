@@ -7,23 +7,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/imagesync/terraform-provider-imagesync/internal/ecr"
 	"github.com/imagesync/terraform-provider-imagesync/internal/localenv"
 )
 
-// benchEngine starts the local environment and an engine on it.
+// benchEngine starts the local environment, seeded, and an engine on it.
 func benchEngine(b *testing.B) (*localenv.Env, *Engine) {
 	b.Helper()
-	env := localenv.New(b, localenv.Options{Seed: true})
-	b.Setenv("AWS_ACCESS_KEY_ID", env.AccessKeyID)
-	b.Setenv("AWS_SECRET_ACCESS_KEY", env.SecretAccessKey)
-	client, err := ecr.New(context.Background(), ecr.Config{Region: env.Region, Endpoint: env.ECRAPIEndpoint, RegistryEndpoint: env.ECRRegistryEndpoint})
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := New(Config{ECR: client, ECREndpoint: env.ECRRegistryEndpoint, GitLabToken: env.GitLabToken})
-	e.AddGitLabRegistry(env.GitLabRegistryHost, true)
-	return env, e
+	return envEngine(b, localenv.Options{Seed: true})
 }
 
 func seededRepos(env *localenv.Env) map[string]map[string]string {
@@ -54,7 +44,7 @@ func BenchmarkCopyRepositories(b *testing.B) {
 	for b.Loop() {
 		// A fresh engine per iteration: the blob index lives for one apply.
 		e = New(e.cfg)
-		e.AddGitLabRegistry(env.GitLabRegistryHost, true)
+		e.AddGitLabRegistry(env.GitLabRegistryHost, false)
 		project := env.GitLab.AddProject(fmt.Sprintf("bench/copy-%d", i))
 		i++
 		env.ECRProxy.ResetStats()
