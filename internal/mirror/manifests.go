@@ -21,7 +21,7 @@ type copier struct {
 	rc       *regclient.RegClient
 	src, tgt ref.Ref // repositories, no tag or digest
 	// targetNew: GitLab's listing found no repository just before the copy,
-	// so nothing in it needs checking first (blobs landed by this apply's
+	// so its platforms and blobs need no check (blobs landed by this apply's
 	// other copies are known to the blob index).
 	targetNew bool
 
@@ -33,20 +33,23 @@ type copier struct {
 // copyTagged makes tag point at dig in the target. When GitLab holds the
 // digest already (under another tag, or a tag moved back) that is one
 // manifest GET and PUT; otherwise the digest is copied whole.
+//
+// The check is made in a new repository too: it is the copy's first request
+// to GitLab's registry, outside the blob semaphore, so a registry that never
+// answers stalls it rather than uploads holding every blob slot of the
+// provider while the other resources wait for one.
 func (c *copier) copyTagged(ctx context.Context, dig, tag string) error {
-	if !c.targetNew {
-		var held manifest.Manifest
-		err := call(ctx, SideGitLab, func(ctx context.Context) (err error) {
-			held, err = c.rc.ManifestGet(ctx, c.tgt.SetDigest(dig))
-			return err
-		})
-		if err == nil && held.GetDescriptor().Digest.String() == dig {
-			c.top = held
-			return c.putManifest(ctx, c.tgt.SetTag(tag), held)
-		}
-		if err != nil && !isNotFound(err) {
-			return fmt.Errorf("checking %s in GitLab: %w", c.tgt.SetDigest(dig).CommonName(), err)
-		}
+	var held manifest.Manifest
+	err := call(ctx, SideGitLab, func(ctx context.Context) (err error) {
+		held, err = c.rc.ManifestGet(ctx, c.tgt.SetDigest(dig))
+		return err
+	})
+	if err == nil && held.GetDescriptor().Digest.String() == dig {
+		c.top = held
+		return c.putManifest(ctx, c.tgt.SetTag(tag), held)
+	}
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("checking %s in GitLab: %w", c.tgt.SetDigest(dig).CommonName(), err)
 	}
 	m, err := c.copyContent(ctx, dig)
 	if err != nil {
