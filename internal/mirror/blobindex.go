@@ -43,18 +43,20 @@ func (b *blobIndex) enter(repo ref.Ref, dig string) (wait <-chan struct{}, leave
 func (b *blobIndex) holds(dig string, repo ref.Ref) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.heldIn(dig, repo)
+}
+
+// heldIn is holds for a caller that has b.mu.
+func (b *blobIndex) heldIn(dig string, repo ref.Ref) bool {
 	return slices.ContainsFunc(b.holders[dig], func(r ref.Ref) bool { return ref.EqualRepository(r, repo) })
 }
 
 func (b *blobIndex) remember(dig string, repo ref.Ref) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, r := range b.holders[dig] {
-		if ref.EqualRepository(r, repo) {
-			return
-		}
+	if !b.heldIn(dig, repo) {
+		b.holders[dig] = append(b.holders[dig], repo)
 	}
-	b.holders[dig] = append(b.holders[dig], repo)
 }
 
 // claim says what to do with a blob the target lacked when it looked: nothing
@@ -64,10 +66,8 @@ func (b *blobIndex) remember(dig string, repo ref.Ref) {
 func (b *blobIndex) claim(dig string, tgt ref.Ref, noMount bool) (present bool, from *ref.Ref, wait <-chan struct{}, done func(ok bool)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, r := range b.holders[dig] {
-		if ref.EqualRepository(r, tgt) {
-			return true, nil, nil, nil
-		}
+	if b.heldIn(dig, tgt) {
+		return true, nil, nil, nil
 	}
 	if !noMount {
 		for _, r := range b.holders[dig] {
