@@ -47,7 +47,7 @@ func newTagsAPI(t http.RoundTripper) *tagsAPI {
 // absentFresh is how long a repository found absent is taken as still
 // absent without asking again. Terraform's apply plans each resource once
 // more right before creating it: the plan's listing then serves the create's,
-// and the copy into a new repository skips every check of what GitLab holds.
+// and the copy into a new repository checks neither platforms nor blobs.
 // Were the repository created meanwhile, the copy only writes again what was
 // there.
 const absentFresh = 10 * time.Second
@@ -66,14 +66,14 @@ func (a *tagsAPI) recentlyAbsent(repo ref.Ref) bool {
 	return ok && time.Since(at) < absentFresh
 }
 
-// takeAbsent reports recentlyAbsent and forgets it: the caller is about to
-// write to the repository.
+// takeAbsent reports recentlyAbsent and forgets it, in one step: the caller
+// is about to write to the repository.
 func (a *tagsAPI) takeAbsent(repo ref.Ref) bool {
-	absent := a.recentlyAbsent(repo)
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, known := a.absent[repo.CommonName()]
 	delete(a.absent, repo.CommonName())
-	a.mu.Unlock()
-	return absent
+	return known && time.Since(at) < absentFresh
 }
 
 // listedTag is one entry of the listing; the other fields are not needed.
