@@ -73,7 +73,7 @@ func (s *blobSlot) release() {
 // requests pass at once.
 func takeBlobSlot(req *http.Request) error {
 	s, _ := req.Context().Value(blobSlotKey{}).(*blobSlot)
-	if s == nil || req.Method == http.MethodGet || !carriesBlob(req) {
+	if s == nil || !isUploadBody(req) {
 		return nil
 	}
 	return s.take(req.Context())

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"iter"
 	"net/http"
 	"strings"
 
@@ -46,28 +47,39 @@ func (s streamSplit) RoundTrip(req *http.Request) (*http.Response, error) {
 	return s.calls.RoundTrip(req)
 }
 
-// carriesBlob is a blob download (or a redirect of one, e.g. ECR's to S3)
-// or an upload request with a body.
-func carriesBlob(req *http.Request) bool {
-	switch req.Method {
-	case http.MethodGet:
-		for r := req; r != nil; r = redirectOf(r) {
-			if isBlobPath(r.URL.Path) {
-				return true
-			}
+// carriesBlob is a blob download or an upload body.
+func carriesBlob(req *http.Request) bool { return isBlobDownload(req) || isUploadBody(req) }
+
+// isBlobDownload is a GET of a blob, or of a redirect of one (e.g. ECR's to S3).
+func isBlobDownload(req *http.Request) bool {
+	if req.Method != http.MethodGet {
+		return false
+	}
+	for r := range redirectChain(req) {
+		if isBlobPath(r.URL.Path) {
+			return true
 		}
-	case http.MethodPatch, http.MethodPut:
-		return strings.Contains(req.URL.Path, "/blobs/uploads/") && req.Body != nil && req.Body != http.NoBody
 	}
 	return false
 }
 
-// redirectOf is the request whose redirect led to r, if any.
-func redirectOf(r *http.Request) *http.Request {
-	if r.Response == nil {
-		return nil
+// isUploadBody is an upload request that carries bytes.
+func isUploadBody(req *http.Request) bool {
+	return (req.Method == http.MethodPatch || req.Method == http.MethodPut) &&
+		strings.Contains(req.URL.Path, "/blobs/uploads/") && req.Body != nil && req.Body != http.NoBody
+}
+
+// redirectChain yields req, then each earlier request whose redirect led to
+// the one before, back to the first.
+func redirectChain(req *http.Request) iter.Seq[*http.Request] {
+	return func(yield func(*http.Request) bool) {
+		for r := req; r != nil && yield(r); {
+			if r.Response == nil {
+				return
+			}
+			r = r.Response.Request
+		}
 	}
-	return r.Response.Request
 }
 
 func isBlobPath(p string) bool {

@@ -78,8 +78,11 @@ func (t *registryTransport) baseOf(side Side) http.RoundTripper {
 
 // redirectedFrom is the side whose redirect led to req, if any.
 func (t *registryTransport) redirectedFrom(req *http.Request) Side {
-	for r := req.Response; r != nil && r.Request != nil; r = r.Request.Response {
-		if side := t.sideOf(r.Request); side != "" {
+	for r := range redirectChain(req) {
+		if r == req {
+			continue
+		}
+		if side := t.sideOf(r); side != "" {
 			return side
 		}
 	}
