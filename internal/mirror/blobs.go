@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/regclient/regclient/types/descriptor"
 )
@@ -110,9 +109,7 @@ func (c *copier) streamBlob(ctx context.Context, d descriptor.Descriptor) error 
 		}
 		// Read from ECR again only once the Retry-After has passed (regclient
 		// mostly waited it out already, before it found it cannot resend).
-		select {
-		case <-time.After(time.Until(answer.RetryAt)):
-		case <-ctx.Done():
+		if sleepUntil(ctx, answer.RetryAt) != nil {
 			return err
 		}
 	}

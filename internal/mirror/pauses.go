@@ -44,7 +44,12 @@ func (p *hostPauses) wait(ctx context.Context, host string) error {
 	p.mu.Lock()
 	end := p.until[host]
 	p.mu.Unlock()
-	d := time.Until(end)
+	return sleepUntil(ctx, end)
+}
+
+// sleepUntil returns at t, or earlier with ctx's error when ctx ends.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
 	if d <= 0 {
 		return nil
 	}
